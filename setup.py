@@ -21,6 +21,8 @@ extensions = [
     setuptools.Extension(
         'loki_nova.memtier.classifier._core',
         ['loki_nova/memtier/classifier/_core.pyx'],
+        include_dirs=['loki_nova/memtier/classifier'],
+        depends=['loki_nova/memtier/classifier/_kernel.h'],
         extra_compile_args=['-O3'],
     ),
 ]

@@ -35,42 +35,39 @@ from libc.stdlib cimport calloc, free
 
 from loki_nova.memtier.classifier import _common
 
+cdef extern from "_kernel.h":
+    enum:
+        LOKI_LEVELS
+        LOKI_HEAT_MAX
+        LOKI_BLOCK
+        LOKI_ROW_FAST
+        LOKI_ROW_SLOW
+        LOKI_STRIDE
+        LOKI_COPIES
+    void loki_update_and_count(const uint8_t *access, const uint8_t *tier,
+                               uint16_t *heat, int64_t n, int decay_shift,
+                               uint32_t weight, uint32_t *hist,
+                               uint16_t *block_fast_min,
+                               uint16_t *block_slow_max,
+                               int64_t *fast_total,
+                               int64_t *slow_total) nogil
+    void loki_scatter(const uint8_t *tier, const uint16_t *heat, int64_t n,
+                      const uint16_t *block_fast_min,
+                      const uint16_t *block_slow_max,
+                      int64_t *promote_at, int64_t promote_level,
+                      int64_t promote_ties, int64_t *promote,
+                      int64_t promote_count,
+                      int64_t *demote_at, int64_t demote_level,
+                      int64_t demote_ties, int64_t *demote,
+                      int64_t demote_count) nogil
+
 cdef enum:
-    LEVELS = 65536
-    HEAT_MAX = 65535
-    ROW_FAST = 0
-    ROW_SLOW = 1
-    ROW_ABSENT = 2
-    # Histogram copies used in pass 1: consecutive chunks often share a heat
-    # level (cold memory is mostly heat 0), and incrementing the same
-    # counter back to back serialises on store-to-load forwarding.
-    # Alternating copies breaks that chain.
-    COPIES = 2
+    LEVELS = LOKI_LEVELS
+    HEAT_MAX = LOKI_HEAT_MAX
 
 
-cdef inline int64_t _min(int64_t a, int64_t b) nogil:
+cdef inline int64_t _min(int64_t a, int64_t b) noexcept nogil:
     return a if a < b else b
-
-
-cdef void _update_and_count(const uint8_t[::1] access,
-                            const uint8_t[::1] tier,
-                            uint16_t[::1] heat,
-                            int decay_shift, uint32_t weight,
-                            uint32_t *hist) noexcept nogil:
-    cdef uint32_t row_of[256]
-    cdef Py_ssize_t i, n = heat.shape[0]
-    cdef uint32_t h
-    for i in range(256):
-        row_of[i] = ROW_SLOW * LEVELS
-    row_of[0] = ROW_FAST * LEVELS
-    row_of[255] = ROW_ABSENT * LEVELS
-    for i in range(n):
-        h = heat[i]
-        h = h - (h >> decay_shift) + access[i] * weight
-        if h > HEAT_MAX:
-            h = HEAT_MAX
-        heat[i] = <uint16_t>h
-        hist[(i & (COPIES - 1)) * 3 * LEVELS + row_of[tier[i]] + h] += 1
 
 
 cdef int64_t _skip_down(const int64_t *hist, int64_t *level, int64_t *left,
@@ -131,41 +128,22 @@ cdef int64_t _count_swaps(const int64_t *slow, const int64_t *fast,
     return swaps
 
 
-cdef void _scatter(const uint8_t[::1] tier, const uint16_t[::1] heat,
-                   int64_t *promote_at, int64_t promote_level,
-                   int64_t promote_ties, int64_t[::1] promote,
-                   int64_t *demote_at, int64_t demote_level,
-                   int64_t demote_ties, int64_t[::1] demote) noexcept nogil:
-    """Pass 2: place each selected chunk at its slot.
-
-    ``promote_at[h]`` is the next free slot for heat level h (levels >=
-    promote_level); at promote_level only the first ``promote_ties``
-    chunks (by index) are selected.  Likewise for demotions at levels <=
-    demote_level.
-    """
-    cdef Py_ssize_t i, n = heat.shape[0]
-    cdef int64_t remaining = promote.shape[0] + demote.shape[0]
-    cdef int64_t h
-    cdef uint8_t t
-    for i in range(n):
-        if remaining == 0:
-            break
-        t = tier[i]
-        h = heat[i]
-        if t == 0:
-            if h < demote_level or (h == demote_level and demote_ties > 0):
-                if h == demote_level:
-                    demote_ties -= 1
-                demote[demote_at[h]] = i
-                demote_at[h] += 1
-                remaining -= 1
-        elif t != 255:
-            if h > promote_level or (h == promote_level and promote_ties > 0):
-                if h == promote_level:
-                    promote_ties -= 1
-                promote[promote_at[h]] = i
-                promote_at[h] += 1
-                remaining -= 1
+cdef int64_t _boundary(int64_t *hist, int64_t count, int64_t first,
+                      int64_t step, int64_t *ties) noexcept nogil:
+    """Walk ``hist`` from level ``first`` in direction ``step`` until
+    ``count`` chunks are covered; return the boundary level and how many
+    chunks it contributes (``ties``).  The visited entries become the start
+    slot of their level in the output list (a counting sort's offsets)."""
+    cdef int64_t level = first, offset = 0, here
+    while True:
+        here = hist[level]
+        hist[level] = offset
+        if here >= count:
+            ties[0] = count
+            return level
+        offset += here
+        count -= here
+        level += step
 
 
 def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
@@ -177,37 +155,52 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
     cdef int64_t hysteresis = min(params.hysteresis, HEAT_MAX)
     cdef int64_t fill_min = min(params.fill_min, LEVELS)
     cdef int64_t n = heat.shape[0]
-    cdef uint32_t *counts = <uint32_t *>calloc(COPIES * 3 * LEVELS,
+    cdef int64_t blocks = (n + LOKI_BLOCK - 1) // LOKI_BLOCK
+    cdef const uint8_t *access_p = &access[0] if n else NULL
+    cdef const uint8_t *tier_p = &tier[0] if n else NULL
+    cdef uint16_t *heat_p = &heat[0] if n else NULL
+    cdef uint32_t *counts = <uint32_t *>calloc(LOKI_COPIES * LOKI_STRIDE,
                                                sizeof(uint32_t))
     cdef int64_t *fast = <int64_t *>calloc(2 * LEVELS, sizeof(int64_t))
-    cdef int64_t *slow = fast + LEVELS
-    if counts == NULL or fast == NULL:
+    cdef int64_t *slow = fast + LEVELS if fast != NULL else NULL
+    cdef uint16_t *block_stats = <uint16_t *>calloc(2 * blocks + 2,
+                                                    sizeof(uint16_t))
+    cdef uint16_t *block_fast_min = block_stats
+    cdef uint16_t *block_slow_max = block_stats + blocks + 1
+    if counts == NULL or fast == NULL or block_stats == NULL:
         free(counts)
         free(fast)
+        free(block_stats)
         raise MemoryError()
 
     histogram = np.zeros(LEVELS, dtype=np.uint32)
     cdef uint32_t[::1] hist_view = histogram
-    cdef int64_t fast_chunks = 0, slow_chunks = 0, level, c, row
+    cdef int64_t fast_chunks = 0, slow_chunks = 0, level, c
     cdef int64_t threshold = 1, hotter = 0
     cdef int64_t cap_left, forced, free_chunks, eligible, fills, swaps
     cdef int64_t limit, promote_count, demote_count
     cdef int64_t promote_level = LEVELS, promote_ties = 0
-    cdef int64_t demote_level = -1, demote_ties = 0, left, offset
+    cdef int64_t demote_level = -1, demote_ties = 0
     cdef int64_t[::1] promote_view, demote_view
 
     try:
         with nogil:
-            _update_and_count(access, tier, heat, decay_shift, weight,
-                              counts)
+            loki_update_and_count(access_p, tier_p, heat_p, n, decay_shift,
+                              weight, counts, block_fast_min,
+                              block_slow_max, &fast_chunks, &slow_chunks)
+            for c in range(LOKI_COPIES):
+                for level in range(1, LEVELS):
+                    fast[level] += counts[c * LOKI_STRIDE + LOKI_ROW_FAST
+                                          + level]
+                    slow[level] += counts[c * LOKI_STRIDE + LOKI_ROW_SLOW
+                                          + level]
+            fast[0] = fast_chunks
+            slow[0] = slow_chunks
+            for level in range(1, LEVELS):
+                fast[0] -= fast[level]
+                slow[0] -= slow[level]
             for level in range(LEVELS):
-                for c in range(COPIES):
-                    row = c * 3 * LEVELS
-                    fast[level] += counts[row + ROW_FAST * LEVELS + level]
-                    slow[level] += counts[row + ROW_SLOW * LEVELS + level]
                 hist_view[level] = <uint32_t>(fast[level] + slow[level])
-                fast_chunks += fast[level]
-                slow_chunks += slow[level]
 
             for level in range(HEAT_MAX, 0, -1):
                 if hotter + hist_view[level] > budget:
@@ -234,39 +227,12 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
                                          hysteresis)
             promote_count = fills + swaps
             demote_count = forced + swaps
-
-            # Boundary levels and the per-level start slots (reusing the
-            # histograms as offset tables).
-            left = promote_count
-            offset = 0
-            level = HEAT_MAX
-            while left > 0:
-                if slow[level] >= left:
-                    promote_level = level
-                    promote_ties = left
-                    slow[level] = offset
-                    left = 0
-                else:
-                    c = slow[level]
-                    slow[level] = offset
-                    offset += c
-                    left -= c
-                    level -= 1
-            left = demote_count
-            offset = 0
-            level = 0
-            while left > 0:
-                if fast[level] >= left:
-                    demote_level = level
-                    demote_ties = left
-                    fast[level] = offset
-                    left = 0
-                else:
-                    c = fast[level]
-                    fast[level] = offset
-                    offset += c
-                    left -= c
-                    level += 1
+            if promote_count:
+                promote_level = _boundary(slow, promote_count, HEAT_MAX, -1,
+                                          &promote_ties)
+            if demote_count:
+                demote_level = _boundary(fast, demote_count, 0, 1,
+                                         &demote_ties)
 
         promote = np.empty(promote_count, dtype=np.int64)
         demote = np.empty(demote_count, dtype=np.int64)
@@ -274,12 +240,17 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
         demote_view = demote
         if promote_count or demote_count:
             with nogil:
-                _scatter(tier, heat, slow, promote_level, promote_ties,
-                         promote_view, fast, demote_level, demote_ties,
-                         demote_view)
+                loki_scatter(tier_p, heat_p, n, block_fast_min, block_slow_max,
+                         slow, promote_level, promote_ties,
+                         &promote_view[0] if promote_count else NULL,
+                         promote_count,
+                         fast, demote_level, demote_ties,
+                         &demote_view[0] if demote_count else NULL,
+                         demote_count)
     finally:
         free(counts)
         free(fast)
+        free(block_stats)
 
     return _common.Classification(
         histogram=histogram, threshold=threshold, promote=promote,
