@@ -97,13 +97,11 @@ def classify(access, tier, heat, budget, move_cap, params):
     histogram = np.bincount(heat[resident],
                             minlength=_common.HEAT_LEVELS).astype(np.uint32)
 
-    threshold = 1
-    hotter_count = 0
-    for level in range(_common.HEAT_MAX, 0, -1):
-        if hotter_count + int(histogram[level]) > budget:
-            threshold = level + 1
-            break
-        hotter_count += int(histogram[level])
+    # at_or_above[t] = resident chunks with heat >= t.
+    at_or_above = np.cumsum(histogram[::-1].astype(np.int64))[::-1]
+    fitting_levels = [level for level in range(1, _common.HEAT_LEVELS)
+                      if at_or_above[level] <= budget]
+    threshold = min(fitting_levels, default=_common.HEAT_LEVELS)
 
     promote, demote = select_moves(heat, tier, budget, move_cap,
                                    params.hysteresis, params.fill_min)

@@ -1,0 +1,123 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Per-guest planning: from a DRAM budget and samples to a move plan.
+
+A ``GuestPlanner`` keeps one guest's heat between intervals.  Each interval
+it turns the budget (MiB) and the move-rate cap (bytes per second) into
+chunk counts, runs the classifier and returns a ``MovePlan``: demotions
+first whenever promotions would not fit in DRAM without them, so the
+guest never holds more than its budget in the middle of applying a plan.
+"""
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from loki_nova.memtier import classifier
+
+LOG = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+CHUNK_SIZES = (4096, 2 * MiB)
+
+
+@dataclasses.dataclass
+class MovePlan:
+    """Moves for one guest and interval, in the order to apply them."""
+
+    #: (chunk indices, target tier code) batches, in order.
+    batches: list
+    budget_chunks: int
+    cap_chunks: int
+    classification: classifier.Classification
+
+    @property
+    def promote(self):
+        return self.classification.promote
+
+    @property
+    def demote(self):
+        return self.classification.demote
+
+    @property
+    def moves(self):
+        return len(self.promote) + len(self.demote)
+
+
+class GuestPlanner:
+    """Heat state and move planning for one guest of ``chunks`` chunks."""
+
+    def __init__(self, chunks, chunk_size=2 * MiB, params=None,
+                 backend=None):
+        if chunk_size not in CHUNK_SIZES:
+            raise ValueError('chunk_size must be one of %s bytes, got %r'
+                             % (', '.join(map(str, CHUNK_SIZES)),
+                                chunk_size))
+        if chunks < 0:
+            raise ValueError('chunks must be >= 0, got %d' % chunks)
+        self.chunk_size = chunk_size
+        self.heat = np.zeros(chunks, dtype=np.uint16)
+        self.params = params or classifier.ClassifierParams()
+        self.backend = backend
+        # Fractions of a chunk of unspent move allowance carried forward, so
+        # that a cap below one chunk per interval still moves, on average,
+        # at the configured rate.
+        self._carry_bytes = 0.0
+
+    def budget_chunks(self, budget_mb):
+        if budget_mb < 0:
+            raise ValueError('budget_mb must be >= 0, got %r' % budget_mb)
+        return int(budget_mb * MiB // self.chunk_size)
+
+    def cap_chunks(self, move_bytes_per_s, interval_s):
+        if move_bytes_per_s < 0 or interval_s <= 0:
+            raise ValueError('move_bytes_per_s must be >= 0 and interval_s '
+                             '> 0, got %r and %r'
+                             % (move_bytes_per_s, interval_s))
+        allowance = move_bytes_per_s * interval_s + self._carry_bytes
+        chunks = int(allowance // self.chunk_size)
+        self._carry_bytes = min(allowance - chunks * self.chunk_size,
+                                float(self.chunk_size))
+        return chunks
+
+    def plan(self, access, tier, budget_mb, move_bytes_per_s, interval_s):
+        """Classify one interval's samples and return the ``MovePlan``."""
+        budget = self.budget_chunks(budget_mb)
+        cap = self.cap_chunks(move_bytes_per_s, interval_s)
+        result = classifier.classify(access, tier, self.heat, budget, cap,
+                                     self.params, backend=self.backend)
+        promote_fast = (classifier.TIER_FAST, result.promote)
+        demote_slow = (classifier.TIER_SLOW, result.demote)
+        tight = result.fast_chunks + len(result.promote) > budget
+        order = [demote_slow, promote_fast] if tight \
+            else [promote_fast, demote_slow]
+        batches = [(chunks, target) for target, chunks in order
+                   if len(chunks)]
+        return MovePlan(batches=batches, budget_chunks=budget,
+                        cap_chunks=cap, classification=result)
+
+    def hot_chunks(self, histogram, hot_heat=None):
+        """Chunks at or above ``hot_heat`` (default: one sampled access
+        this interval) -- the guest's hot demand for the arbiter."""
+        level = self.params.access_weight if hot_heat is None else hot_heat
+        level = max(1, min(level, classifier.HEAT_MAX))
+        return int(histogram[level:].sum())
+
+
+def apply_plan(tier, plan):
+    """Apply ``plan`` to a tier array, as the mover would (simulation)."""
+    for chunks, target in plan.batches:
+        tier[chunks] = target

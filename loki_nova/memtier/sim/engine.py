@@ -1,0 +1,269 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The simulation loop and its results.
+
+One ``Host`` holds one or more guests, each with its own trace and DRAM
+policy; every placement policy runs over the same accesses and the same
+samples, interval by interval.  Metrics:
+
+* DRAM hit ratio -- the share of accesses that found their chunk in DRAM,
+  per interval and over the measured intervals (after ``warmup``, which
+  covers the initial convergence from first-touch placement);
+* ``ratio_to_oracle`` -- hit ratio over the oracle's;
+* bytes migrated;
+* modelled cost: ``amat_ratio`` = average memory access time over the
+  all-DRAM time, from the tier latencies; ``slowdown`` = 1 +
+  ``stall_fraction`` * (amat_ratio - 1), for a workload that spends
+  ``stall_fraction`` of its all-DRAM run time waiting on memory.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from loki_nova.memtier.policy import arbiter
+from loki_nova.memtier.policy import planner as planner_mod
+from loki_nova.memtier.sim import policies as policies_mod
+from loki_nova.memtier.sim import sampler as sampler_mod
+from loki_nova.memtier.sim import traces as traces_mod
+
+MiB = planner_mod.MiB
+
+
+@dataclasses.dataclass
+class GuestSpec:
+    """A simulated guest: its size, trace and DRAM policy.
+
+    ``floor`` and ``ceiling`` are fractions of the guest's memory.
+    """
+
+    name: str
+    memory_mb: int
+    trace: str = 'zipf'
+    policy: str = arbiter.STATIC
+    floor: float = 0.25
+    ceiling: float = None
+    alpha: float = 0.99
+
+    def __post_init__(self):
+        if self.trace not in traces_mod.TRACE_NAMES:
+            raise ValueError('guest %s: unknown trace %r; valid traces: %s'
+                             % (self.name, self.trace,
+                                ', '.join(traces_mod.TRACE_NAMES)))
+        if self.policy not in arbiter.POLICIES:
+            raise ValueError('guest %s: policy must be one of %s, got %r'
+                             % (self.name, ', '.join(arbiter.POLICIES),
+                                self.policy))
+        if not 0 <= self.floor <= 1:
+            raise ValueError('guest %s: floor must be a fraction in [0, 1],'
+                             ' got %r' % (self.name, self.floor))
+        if self.policy == arbiter.ON_DEMAND:
+            if self.ceiling is None or not self.floor <= self.ceiling <= 1:
+                raise ValueError('guest %s: an on_demand guest needs a '
+                                 'ceiling in [floor, 1], got %r'
+                                 % (self.name, self.ceiling))
+        if not self.alpha > 0:
+            raise ValueError('guest %s: alpha must be > 0, got %r'
+                             % (self.name, self.alpha))
+
+
+@dataclasses.dataclass
+class SimConfig:
+    intervals: int = 100
+    warmup: int = 20
+    chunk_size: int = 2 * MiB
+    dram_share: float = 0.25
+    interval_s: float = 5.0
+    move_mb_per_s: float = 256.0
+    samples: int = 20
+    detection: float = 0.9
+    accesses_per_chunk: float = 8.0
+    fast_ns: float = 81.0
+    slow_ns: float = 305.0
+    stall_fraction: float = 0.3
+    seed: int = 1
+
+    def __post_init__(self):
+        if not 0 < self.dram_share <= 1:
+            raise ValueError('dram_share must be in (0, 1], got %r'
+                             % self.dram_share)
+        if self.intervals < 1 or not 0 <= self.warmup < self.intervals:
+            raise ValueError('intervals must be >= 1 and warmup in [0, '
+                             'intervals), got %r and %r'
+                             % (self.intervals, self.warmup))
+        if self.chunk_size not in planner_mod.CHUNK_SIZES:
+            raise ValueError('chunk size must be 4 KiB or 2 MiB, got %r '
+                             'bytes' % self.chunk_size)
+        if not 0 < self.fast_ns <= self.slow_ns:
+            raise ValueError('tier latencies must satisfy 0 < fast <= slow, '
+                             'got %r and %r' % (self.fast_ns, self.slow_ns))
+        if not 0 <= self.stall_fraction <= 1:
+            raise ValueError('stall_fraction must be in [0, 1], got %r'
+                             % self.stall_fraction)
+        if self.move_mb_per_s < 0 or self.interval_s <= 0:
+            raise ValueError('move rate must be >= 0 and interval > 0')
+
+
+class Host:
+    """The guests laid end to end, the host's DRAM and move cap."""
+
+    def __init__(self, guests, config, rng):
+        if not guests:
+            raise ValueError('at least one guest is needed')
+        self.config = config
+        self.chunk_size = config.chunk_size
+        self.interval_s = config.interval_s
+        self.move_bytes_per_s = config.move_mb_per_s * MiB
+        self.guests = []
+        self.guest_slices = []
+        self.traces = []
+        start = 0
+        for spec in guests:
+            chunks = spec.memory_mb * MiB // config.chunk_size
+            if chunks < 1:
+                raise ValueError('guest %s: memory_mb %d is smaller than '
+                                 'one chunk' % (spec.name, spec.memory_mb))
+            guest = _Guest(spec, chunks, config.chunk_size)
+            self.guests.append(guest)
+            self.guest_slices.append(slice(start, start + chunks))
+            self.traces.append(traces_mod.make_trace(
+                spec.trace, chunks, rng, alpha=spec.alpha,
+                intervals=config.intervals,
+                accesses_per_chunk=config.accesses_per_chunk))
+            start += chunks
+        self.chunks = start
+        self.dram_chunks = int(self.chunks * config.dram_share)
+        self.dram_mb = self.dram_chunks * self.chunk_size // MiB
+        self.cap_chunks = int(self.move_bytes_per_s * self.interval_s
+                              // self.chunk_size)
+
+    def accesses(self, interval):
+        return np.concatenate([trace.accesses(interval)
+                               for trace in self.traces])
+
+
+class _Guest:
+    def __init__(self, spec, chunks, chunk_size):
+        self.name = spec.name
+        self.policy = spec.policy
+        self.chunks = chunks
+        memory_mb = chunks * chunk_size // MiB
+        self.memory_mb = memory_mb
+        self.floor_mb = int(memory_mb * spec.floor)
+        self.ceiling_mb = (int(memory_mb * spec.ceiling)
+                           if spec.ceiling is not None else None)
+
+
+@dataclasses.dataclass
+class PolicyResult:
+    name: str
+    hit_per_interval: list
+    hit_ratio: float
+    migrated_bytes: int
+    amat_ratio: float
+    slowdown: float
+    ratio_to_oracle: float = None
+    guest_hit_ratio: dict = None
+
+
+@dataclasses.dataclass
+class SimResult:
+    config: SimConfig
+    guests: list
+    policies: list
+    shift_at: int = None
+    adaptation_intervals: int = None
+    budgets_mb: dict = None
+
+    def policy(self, name):
+        return next(p for p in self.policies if p.name == name)
+
+
+def run(guests, config=None, policy_names=policies_mod.POLICY_NAMES,
+        params=None, progress=None):
+    """Simulate ``guests`` (``GuestSpec`` list) under every policy."""
+    config = config or SimConfig()
+    rng = np.random.default_rng(config.seed)
+    host = Host(guests, config, rng)
+    sampler = sampler_mod.AccessSampler(rng, config.samples,
+                                        config.detection)
+    policies = policies_mod.make_policies(
+        host, np.random.default_rng(config.seed + 1), params, policy_names)
+    hits = {p.name: [] for p in policies}
+    guest_hits = {p.name: np.zeros((len(host.guests), 2)) for p in policies}
+    budgets = {g.name: [] for g in host.guests}
+    for interval in range(config.intervals):
+        accesses = host.accesses(interval)
+        sampled = sampler.sample(accesses)
+        total = max(int(accesses.sum()), 1)
+        for policy in policies:
+            policy.allocate(accesses)
+            in_dram = policy.placement(interval, accesses) == \
+                policies_mod.FAST
+            fast_hits = np.where(in_dram, accesses, 0)
+            hits[policy.name].append(float(fast_hits.sum()) / total)
+            if interval >= config.warmup:
+                for g, part in enumerate(host.guest_slices):
+                    guest_hits[policy.name][g] += (fast_hits[part].sum(),
+                                                   accesses[part].sum())
+            policy.observe(interval, sampled)
+            if policy.name == 'loki':
+                for g, guest in enumerate(host.guests):
+                    budgets[guest.name].append(policy.budgets_mb[g])
+        if progress:
+            progress(interval + 1, config.intervals)
+
+    results = []
+    for policy in policies:
+        per_guest = guest_hits[policy.name]
+        hit = float(per_guest[:, 0].sum() / max(per_guest[:, 1].sum(), 1))
+        amat = (hit * config.fast_ns + (1 - hit) * config.slow_ns) \
+            / config.fast_ns
+        results.append(PolicyResult(
+            name=policy.name,
+            hit_per_interval=hits[policy.name],
+            hit_ratio=hit,
+            migrated_bytes=int(policy.moved_chunks * host.chunk_size),
+            amat_ratio=amat,
+            slowdown=1 + config.stall_fraction * (amat - 1),
+            guest_hit_ratio={
+                g.name: float(per_guest[i, 0] / max(per_guest[i, 1], 1))
+                for i, g in enumerate(host.guests)}))
+    oracle = next((r for r in results if r.name == 'oracle'), None)
+    if oracle is not None and oracle.hit_ratio > 0:
+        for result in results:
+            result.ratio_to_oracle = result.hit_ratio / oracle.hit_ratio
+
+    sim = SimResult(config=config, guests=guests, policies=results,
+                    budgets_mb=budgets)
+    shifts = [getattr(t, 'shift_at', None) for t in host.traces]
+    shift_at = next((s for s in shifts if s is not None), None)
+    if shift_at is not None and oracle is not None and \
+            any(r.name == 'loki' for r in results):
+        sim.shift_at = shift_at
+        sim.adaptation_intervals = adaptation_intervals(
+            sim.policy('loki').hit_per_interval, oracle.hit_per_interval,
+            shift_at)
+    return sim
+
+
+def adaptation_intervals(hits, oracle_hits, shift_at, target=0.9):
+    """Intervals after ``shift_at`` until ``hits`` first reaches ``target``
+    of the oracle's (None if never)."""
+    for offset, interval in enumerate(range(shift_at, len(hits))):
+        if oracle_hits[interval] > 0 and \
+                hits[interval] >= target * oracle_hits[interval]:
+            return offset
+    return None

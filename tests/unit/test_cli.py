@@ -1,0 +1,90 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``loki-memtier`` as an operator runs it: the installed console script."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+POLICIES = ('loki', 'first-touch', 'kernel-like', 'recency', 'oracle')
+
+
+def loki_memtier(*args):
+    script = shutil.which('loki-memtier',
+                          path=os.path.dirname(sys.executable))
+    assert script, 'loki-memtier is not installed beside %s' % sys.executable
+    return subprocess.run([script, *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_simulate_defaults_print_a_comparison_table():
+    done = loki_memtier('simulate')
+    assert done.returncode == 0, done.stderr
+    for policy in POLICIES:
+        assert '\n%s ' % policy in done.stdout
+    assert 'zipf' in done.stdout and 'hotset' in done.stdout
+    assert 'loki back to >= 90% of the oracle' in done.stdout
+
+
+def test_simulate_json_and_plot(tmp_path):
+    plot = tmp_path / 'hit.png'
+    done = loki_memtier('simulate', '--trace', 'scan', '--intervals', '30',
+                        '--warmup', '5', '--memory-gib', '2', '--json',
+                        '--plot', str(plot))
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    assert set(result['policies']) == set(POLICIES)
+    for values in result['policies'].values():
+        assert len(values['hit_per_interval']) == 30
+        assert 0 <= values['hit_ratio'] <= 1
+    assert result['policies']['oracle']['ratio_to_oracle'] == 1.0
+    with open(plot, 'rb') as image:
+        assert image.read(8) == b'\x89PNG\r\n\x1a\n'
+    assert plot.stat().st_size > 10000
+
+
+def test_simulate_several_guests_on_one_host():
+    done = loki_memtier(
+        'simulate', '--intervals', '20', '--warmup', '2', '--json',
+        '--guest', 'name=db,trace=zipf,memory-gib=4',
+        '--guest', 'name=batch,trace=scan,memory-gib=4,policy=on_demand,'
+                   'floor=0.1,ceiling=0.5')
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    assert set(result['policies']['loki']['guest_hit_ratio']) == \
+        {'db', 'batch'}
+
+
+@pytest.mark.parametrize('args, named', [
+    (['--dram-share', '1.5'], '--dram-share must be in (0, 1]'),
+    (['--dram-share', '0'], '--dram-share must be in (0, 1]'),
+    (['--dram-share', 'lots'], '--dram-share must be a number'),
+    (['--trace', 'random-walk'], "--trace: invalid choice: 'random-walk'"),
+    (['--alpha', '0'], '--alpha must be > 0'),
+    (['--alpha', '-1'], '--alpha must be > 0'),
+    (['--guest', 'trace=zipf,size=3'], '--guest takes comma-separated'),
+    (['--guest', 'policy=on_demand'], 'ceiling'),
+])
+def test_bad_arguments_give_one_line_and_exit_2(args, named):
+    done = loki_memtier('simulate', *args)
+    assert done.returncode == 2
+    assert done.stdout == ''
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert named in lines[0]

@@ -1,0 +1,69 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Options: registration, defaults, and the sample config generator."""
+
+import os
+import subprocess
+import sys
+
+from oslo_config import cfg
+import pytest
+
+from loki_nova.conf import memtier
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def test_options_register_in_the_memtier_group():
+    conf = cfg.ConfigOpts()
+    memtier.register_opts(conf)
+    conf([], project='loki-nova')
+    assert conf.memtier.interval == 5.0
+    assert conf.memtier.chunk_size_kb == 2048
+    assert conf.memtier.hysteresis == 512
+
+
+def test_every_option_has_full_sentence_help():
+    for opt in memtier.memtier_opts:
+        assert opt.help and opt.help.rstrip().endswith('.'), opt.name
+        assert len(opt.help.split()) >= 8, opt.name
+
+
+@pytest.mark.parametrize('value', ['1024', 'big'])
+def test_malformed_values_are_rejected_naming_the_option(tmp_path, value):
+    path = tmp_path / 'memtier.conf'
+    path.write_text('[memtier]\nchunk_size_kb = %s\n' % value)
+    conf = cfg.ConfigOpts()
+    memtier.register_opts(conf)
+    conf(['--config-file', str(path)], project='loki-nova')
+    with pytest.raises(cfg.ConfigFileValueError, match='chunk_size_kb'):
+        conf.memtier.chunk_size_kb
+
+
+def test_config_generator_writes_the_memtier_sample(tmp_path):
+    sample = tmp_path / 'memtier.conf.sample'
+    generator = os.path.join(os.path.dirname(sys.executable),
+                             'oslo-config-generator')
+    done = subprocess.run(
+        [generator, '--config-file',
+         os.path.join(REPO, 'etc/loki-nova/memtier-config-generator.conf'),
+         '--output-file', str(sample)],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    text = sample.read_text()
+    assert '[memtier]' in text
+    for opt in memtier.memtier_opts:
+        assert '#%s = ' % opt.dest in text, opt.dest

@@ -1,0 +1,193 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The host arbiter and the per-guest planner."""
+
+import hypothesis
+from hypothesis import strategies as st
+import numpy as np
+import pytest
+
+from loki_nova.memtier import classifier
+from loki_nova.memtier.policy import arbiter
+from loki_nova.memtier.policy import planner
+
+MiB = planner.MiB
+
+
+@st.composite
+def guests(draw):
+    count = draw(st.integers(0, 8))
+    result = []
+    for index in range(count):
+        floor = draw(st.integers(0, 4096))
+        if draw(st.booleans()):
+            result.append(arbiter.GuestDemand('g%d' % index, arbiter.STATIC,
+                                              floor))
+        else:
+            ceiling = floor + draw(st.integers(0, 8192))
+            hot = draw(st.integers(0, 16384))
+            result.append(arbiter.GuestDemand('g%d' % index,
+                                              arbiter.ON_DEMAND, floor,
+                                              ceiling, hot))
+    return result
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(guests=guests(), capacity=st.integers(0, 40000),
+                  reserve=st.integers(0, 4096),
+                  reserved=st.integers(0, 4096))
+def test_arbiter_invariants(guests, capacity, reserve, reserved):
+    floors = sum(g.floor_mb for g in guests)
+    if floors + reserve + reserved > capacity:
+        with pytest.raises(arbiter.InsufficientDram, match='short'):
+            arbiter.allocate(capacity, reserve, guests, reserved)
+        return
+    budgets = arbiter.allocate(capacity, reserve, guests, reserved)
+    assert set(budgets) == {g.name for g in guests}
+    for guest in guests:
+        assert guest.floor_mb <= budgets[guest.name] <= guest.ceiling_mb
+        if guest.policy == arbiter.STATIC:
+            assert budgets[guest.name] == guest.floor_mb
+        # Nobody gets more than its demand asks for.
+        assert budgets[guest.name] - guest.floor_mb <= guest.wanted_extra_mb
+    assert sum(budgets.values()) <= capacity - reserve - reserved
+    spare = capacity - reserve - reserved - floors
+    wanted = sum(g.wanted_extra_mb for g in guests)
+    # What is spare is handed out, up to what is wanted.
+    assert sum(budgets.values()) - floors == min(spare, wanted)
+    # Extra DRAM follows hot demand: more demand never means less extra.
+    extras = sorted((g.wanted_extra_mb, budgets[g.name] - g.floor_mb)
+                    for g in guests if g.policy == arbiter.ON_DEMAND)
+    for (_, low), (_, high) in zip(extras, extras[1:]):
+        assert low <= high
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(guests=guests(), capacity=st.integers(20000, 40000),
+                  pressure=st.lists(st.integers(0, 20000), min_size=2,
+                                    max_size=5))
+def test_budgets_fall_back_toward_floors_under_pressure(guests, capacity,
+                                                        pressure):
+    """Growing reservations never raise anyone's budget."""
+    previous = None
+    for reserved in sorted(pressure):
+        try:
+            budgets = arbiter.allocate(capacity, 0, guests, reserved)
+        except arbiter.InsufficientDram:
+            break
+        if previous is not None:
+            for name, budget in budgets.items():
+                assert budget <= previous[name]
+        previous = budgets
+
+
+def test_on_demand_guest_gets_its_demand_when_dram_is_free():
+    guests = [arbiter.GuestDemand('s', arbiter.STATIC, 1000),
+              arbiter.GuestDemand('d', arbiter.ON_DEMAND, 500, 4000, 3000)]
+    assert arbiter.allocate(16000, 1000, guests) == {'s': 1000, 'd': 3000}
+    # A reservation of 12500 leaves 1000 above the floors (1500): d, the
+    # only guest that wants more, gets all of it.
+    assert arbiter.allocate(16000, 1000, guests, reserved_mb=12500) == \
+        {'s': 1000, 'd': 1500}
+
+
+def test_contended_dram_is_shared_by_demand():
+    guests = [arbiter.GuestDemand('a', arbiter.ON_DEMAND, 0, 10000, 3000),
+              arbiter.GuestDemand('b', arbiter.ON_DEMAND, 0, 10000, 1000)]
+    assert arbiter.allocate(2000, 0, guests) == {'a': 1500, 'b': 500}
+
+
+def test_floors_that_do_not_fit_are_an_error_not_a_cut():
+    guests = [arbiter.GuestDemand('a', arbiter.STATIC, 6000),
+              arbiter.GuestDemand('b', arbiter.STATIC, 6000)]
+    with pytest.raises(arbiter.InsufficientDram) as info:
+        arbiter.allocate(12000, 512, guests)
+    assert '512 MiB short' in str(info.value)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(policy='dynamic', floor_mb=1), 'policy must be one of'),
+    (dict(policy='on_demand', floor_mb=100), 'ceiling_mb'),
+    (dict(policy='on_demand', floor_mb=100, ceiling_mb=50), 'ceiling_mb'),
+    (dict(policy='static', floor_mb=-1), 'floor_mb'),
+    (dict(policy='static', floor_mb=1, hot_mb=-5), 'hot_mb'),
+])
+def test_bad_guest_demands_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        arbiter.GuestDemand('vm-1', **kwargs)
+
+
+def test_duplicate_guest_names_are_rejected():
+    guest = arbiter.GuestDemand('vm', arbiter.STATIC, 1)
+    with pytest.raises(ValueError, match='unique'):
+        arbiter.allocate(100, 0, [guest, guest])
+
+
+@pytest.mark.parametrize('chunk_size', [4096, 2 * MiB])
+def test_planner_converts_budget_and_cap_to_chunks(chunk_size):
+    guest = planner.GuestPlanner(16, chunk_size)
+    assert guest.budget_chunks(64) == 64 * MiB // chunk_size
+    assert guest.cap_chunks(100 * MiB, 0.5) == 50 * MiB // chunk_size
+
+
+def test_planner_carries_a_fractional_cap_forward():
+    guest = planner.GuestPlanner(16, 2 * MiB)
+    # 0.5 chunk per interval: nothing, one, nothing, one ...
+    caps = [guest.cap_chunks(1 * MiB, 1.0) for _ in range(6)]
+    assert caps == [0, 1, 0, 1, 0, 1]
+
+
+def test_planner_rejects_other_chunk_sizes():
+    with pytest.raises(ValueError, match='chunk_size must be one of'):
+        planner.GuestPlanner(16, 65536)
+
+
+@pytest.mark.parametrize('chunk_size', [4096, 2 * MiB])
+def test_plan_demotes_first_when_dram_is_tight(chunk_size):
+    n = 64
+    tier = np.zeros(n, dtype=np.uint8)
+    tier[n // 2:] = classifier.TIER_SLOW
+    access = np.zeros(n, dtype=np.uint8)
+    access[n // 2:] = 20       # the slow half is hot
+    guest = planner.GuestPlanner(n, chunk_size)
+    budget_mb = (n // 2) * chunk_size / MiB
+    plan = guest.plan(access, tier, budget_mb, 10 ** 12, 1.0)
+    assert [target for _, target in plan.batches] == \
+        [classifier.TIER_SLOW, classifier.TIER_FAST]
+    fast = n // 2
+    for chunks, target in plan.batches:
+        fast += len(chunks) if target == classifier.TIER_FAST \
+            else -len(chunks)
+        assert fast <= plan.budget_chunks
+    planner.apply_plan(tier, plan)
+    assert (tier[n // 2:] == classifier.TIER_FAST).all()
+
+
+def test_plan_promotes_first_into_free_budget():
+    n = 32
+    tier = np.full(n, classifier.TIER_SLOW, dtype=np.uint8)
+    access = np.full(n, 5, dtype=np.uint8)
+    guest = planner.GuestPlanner(n, 4096)
+    plan = guest.plan(access, tier, n * 4096 / MiB, 10 ** 9, 1.0)
+    assert [target for _, target in plan.batches] == [classifier.TIER_FAST]
+    assert plan.moves == n
+
+
+def test_hot_chunks_counts_recently_accessed_chunks():
+    guest = planner.GuestPlanner(4, 4096)
+    histogram = np.zeros(classifier.HEAT_LEVELS, dtype=np.uint32)
+    histogram[[0, 10, 64, 500]] = [5, 3, 2, 1]
+    assert guest.hot_chunks(histogram) == 3
+    assert guest.hot_chunks(histogram, hot_heat=1) == 6

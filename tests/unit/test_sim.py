@@ -1,0 +1,151 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Traces, the sampler model and the simulation engine."""
+
+import numpy as np
+import pytest
+
+from loki_nova.memtier.sim import engine
+from loki_nova.memtier.sim import sampler
+from loki_nova.memtier.sim import traces
+
+SMALL = engine.SimConfig(intervals=40, warmup=10)
+
+
+@pytest.mark.parametrize('name', traces.TRACE_NAMES)
+def test_traces_give_nonnegative_rates_of_the_right_total(name):
+    rng = np.random.default_rng(3)
+    trace = traces.make_trace(name, 1000, rng, intervals=10)
+    for interval in (0, 5, 9):
+        rates = trace.rates(interval)
+        assert rates.shape == (1000,) and (rates >= 0).all()
+        assert rates.sum() == pytest.approx(trace.total_rate)
+        assert trace.accesses(interval).dtype.kind == 'i'
+
+
+def test_zipf_is_skewed_and_scattered():
+    trace = traces.ZipfTrace(10000, np.random.default_rng(1), alpha=0.99)
+    rates = trace.rates(0)
+    top = np.sort(rates)[::-1]
+    assert top[:2500].sum() / top.sum() > 0.8
+    # Scattered: the hottest chunk is not simply chunk 0.
+    assert np.argmax(rates) != 0
+
+
+def test_hot_set_moves_to_cold_chunks():
+    trace = traces.HotSetTrace(1000, np.random.default_rng(1), shift_at=5)
+    before, after = set(trace.hot_set(4)), set(trace.hot_set(5))
+    assert len(before) == len(after) == 100 and not before & after
+    assert trace.rates(5)[list(after)].min() > trace.rates(5).mean()
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(name='nope'), 'unknown trace'),
+    (dict(name='zipf', alpha=0), 'alpha must be > 0'),
+])
+def test_bad_trace_arguments(kwargs, match):
+    name = kwargs.pop('name')
+    with pytest.raises(ValueError, match=match):
+        traces.make_trace(name, 100, np.random.default_rng(0), **kwargs)
+
+
+def test_sampler_saturates_for_hot_and_rarely_sees_cold_chunks():
+    model = sampler.AccessSampler(np.random.default_rng(0), samples=20,
+                                  detection=1.0)
+    seen = model.sample(np.array([0] * 1000 + [1000] * 1000))
+    assert seen.dtype == np.uint8
+    assert seen[:1000].max() == 0
+    assert seen[1000:].min() == 20
+
+
+@pytest.mark.parametrize('kwargs', [dict(samples=0), dict(detection=0),
+                                    dict(detection=1.5)])
+def test_sampler_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        sampler.AccessSampler(np.random.default_rng(0), **kwargs)
+
+
+@pytest.mark.parametrize('chunk_kb', [4, 2048])
+def test_loki_beats_every_baseline_on_zipf(chunk_kb):
+    memory_mb = 64 if chunk_kb == 4 else 8192
+    config = engine.SimConfig(intervals=40, warmup=10,
+                              chunk_size=chunk_kb * 1024,
+                              move_mb_per_s=4 if chunk_kb == 4 else 256)
+    result = engine.run([engine.GuestSpec('g', memory_mb, 'zipf')], config)
+    loki = result.policy('loki')
+    for other in ('first-touch', 'kernel-like', 'recency'):
+        assert loki.hit_ratio > result.policy(other).hit_ratio, other
+    assert 0.9 < loki.ratio_to_oracle <= 1.0
+
+
+def test_oracle_bounds_every_policy_in_every_interval():
+    result = engine.run([engine.GuestSpec('g', 4096, 'phases')], SMALL)
+    oracle = result.policy('oracle').hit_per_interval
+    for policy in result.policies:
+        assert all(h <= o + 1e-12
+                   for h, o in zip(policy.hit_per_interval, oracle))
+
+
+def test_no_tiering_never_migrates_and_everyone_else_respects_the_cap():
+    result = engine.run([engine.GuestSpec('g', 4096, 'hotset')], SMALL)
+    assert result.policy('first-touch').migrated_bytes == 0
+    cap_bytes = SMALL.move_mb_per_s * 2 ** 20 * SMALL.interval_s
+    for name in ('loki', 'kernel-like', 'recency'):
+        assert 0 < result.policy(name).migrated_bytes \
+            <= cap_bytes * SMALL.intervals
+
+
+def test_hot_set_shift_is_reported_with_adaptation():
+    result = engine.run([engine.GuestSpec('g', 4096, 'hotset')], SMALL)
+    assert result.shift_at == 20
+    assert result.adaptation_intervals is not None
+
+
+def test_on_demand_guest_grows_past_its_floor_when_dram_is_free():
+    guests = [engine.GuestSpec('static', 4096, 'uniform', floor=0.1),
+              engine.GuestSpec('elastic', 4096, 'zipf', policy='on_demand',
+                               floor=0.1, ceiling=0.4)]
+    result = engine.run(guests, engine.SimConfig(intervals=30, warmup=5,
+                                                 dram_share=0.3))
+    budgets = result.budgets_mb
+    assert set(budgets['static']) == {409}
+    assert min(budgets['elastic']) >= 409
+    assert max(budgets['elastic']) > 409
+    assert max(budgets['elastic']) <= 1638
+    host_dram = int(0.3 * 4096)
+    assert all(a + b <= 2 * host_dram for a, b in
+               zip(budgets['static'], budgets['elastic']))
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(dram_share=0), 'dram_share'),
+    (dict(dram_share=1.5), 'dram_share'),
+    (dict(warmup=100), 'warmup'),
+    (dict(chunk_size=8192), 'chunk size'),
+    (dict(fast_ns=400), 'latencies'),
+])
+def test_bad_config_is_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        engine.SimConfig(**kwargs)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(trace='nope'), 'unknown trace'),
+    (dict(policy='on_demand'), 'ceiling'),
+    (dict(floor=2), 'floor'),
+])
+def test_bad_guest_specs_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        engine.GuestSpec('g', 1024, **kwargs)
