@@ -12,4 +12,5 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The per-host tiering agent: topology, trackers, classifier, policy, mover."""
+"""The per-host tiering agent: topology, trackers, classifier, policy,
+mover."""

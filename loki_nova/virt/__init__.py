@@ -12,4 +12,4 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Nova side of loki-nova: the LokiDriver compute driver (see issue tracker)."""
+"""Nova side of loki-nova: the LokiDriver compute driver."""

@@ -47,9 +47,9 @@ def table(result, title=None):
     """Readable comparison table of one ``SimResult``."""
     config = result.config
     lines = []
-    guests = ', '.join('%s (%s, %d MiB, %s)' % (g.name, g.trace, g.memory_mb,
-                                               g.policy)
-                       for g in result.guests)
+    guests = ', '.join(
+        '%s (%s, %d MiB, %s)' % (g.name, g.trace, g.memory_mb, g.policy)
+        for g in result.guests)
     lines.append(title or 'Simulation: %s' % guests)
     lines.append(
         'DRAM %.0f%% of footprint, %d intervals of %gs (first %d are '
