@@ -191,3 +191,47 @@ def test_hot_chunks_counts_recently_accessed_chunks():
     histogram[[0, 10, 64, 500]] = [5, 3, 2, 1]
     assert guest.hot_chunks(histogram) == 3
     assert guest.hot_chunks(histogram, hot_heat=1) == 6
+
+
+def _scan_interval(n, window, interval):
+    access = np.zeros(n, dtype=np.uint8)
+    start = (interval * window) % n
+    access[start:start + window] = 20
+    return access
+
+
+def test_moves_that_do_not_pay_are_throttled_and_recover():
+    n, window = 256, 32
+    guest = planner.GuestPlanner(n, 4096)
+    tier = np.full(n, classifier.TIER_SLOW, dtype=np.uint8)
+    tier[:64] = classifier.TIER_FAST
+    budget_mb = 64 * 4096 / MiB
+    rate = 64 * 4096            # 64 chunks per 1 s interval
+    scales, moves = [], []
+    # A scan: what was hot last interval is never touched again soon.
+    for interval in range(1, 8):
+        plan = guest.plan(_scan_interval(n, window, interval), tier,
+                          budget_mb, rate, 1.0)
+        planner.apply_plan(tier, plan)
+        scales.append(guest.move_scale)
+        moves.append(plan.moves)
+    assert scales[-1] <= 1 / 16
+    assert moves[-1] < max(moves[:3])
+    # A stable hot set: promotions pay, the allowance comes back.
+    stable = np.zeros(n, dtype=np.uint8)
+    stable[200:232] = 20
+    for _ in range(4):
+        plan = guest.plan(stable, tier, budget_mb, rate, 1.0)
+        planner.apply_plan(tier, plan)
+    assert guest.move_scale == 1.0
+    assert (tier[200:232] == classifier.TIER_FAST).all()
+
+
+def test_throttling_never_delays_a_budget_cut():
+    n = 128
+    guest = planner.GuestPlanner(n, 4096)
+    guest.move_scale = planner.MIN_MOVE_SCALE
+    tier = np.zeros(n, dtype=np.uint8)
+    plan = guest.plan(np.zeros(n, dtype=np.uint8), tier, 32 * 4096 / MiB,
+                      n * 4096, 1.0)
+    assert len(plan.demote) == n - 32

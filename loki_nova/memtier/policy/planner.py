@@ -19,6 +19,14 @@ it turns the budget (MiB) and the move-rate cap (bytes per second) into
 chunk counts, runs the classifier and returns a ``MovePlan``: demotions
 first whenever promotions would not fit in DRAM without them, so the
 guest never holds more than its budget in the middle of applying a plan.
+
+Moves are judged by the next interval's samples: if the chunks promoted
+were not accessed more than those demoted, history is not predicting the
+future (a streaming scan, uniformly random access) and migrating only costs
+bandwidth, so the guest's move allowance halves, down to 1/64 of the cap,
+which keeps probing; as soon as moves pay again it is restored in full,
+so that a workload whose hot set moves is followed at once.  Demotions that
+a budget cut forces are never throttled.
 """
 
 import dataclasses
@@ -32,6 +40,8 @@ LOG = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 CHUNK_SIZES = (4096, 2 * MiB)
+#: Smallest share of the move cap a guest is throttled down to.
+MIN_MOVE_SCALE = 1.0 / 64
 
 
 @dataclasses.dataclass
@@ -76,6 +86,8 @@ class GuestPlanner:
         # that a cap below one chunk per interval still moves, on average,
         # at the configured rate.
         self._carry_bytes = 0.0
+        self.move_scale = 1.0
+        self._last_promoted = self._last_demoted = None
 
     def budget_chunks(self, budget_mb):
         if budget_mb < 0:
@@ -93,12 +105,34 @@ class GuestPlanner:
                                 float(self.chunk_size))
         return chunks
 
+    def _judge_last_moves(self, access):
+        """Adjust ``move_scale`` by whether the last promotions paid."""
+        promoted, demoted = self._last_promoted, self._last_demoted
+        if promoted is None or not len(promoted):
+            return
+        promoted_rate = float(access[promoted].mean())
+        demoted_rate = float(access[demoted].mean()) if len(demoted) else 0.0
+        if promoted_rate > demoted_rate:
+            self.move_scale = 1.0
+        else:
+            self.move_scale = max(MIN_MOVE_SCALE, self.move_scale / 2)
+            LOG.debug('moves did not pay (promoted chunks %.2f accesses, '
+                      'demoted %.2f): move allowance now %.3f of the cap',
+                      promoted_rate, demoted_rate, self.move_scale)
+
     def plan(self, access, tier, budget_mb, move_bytes_per_s, interval_s):
         """Classify one interval's samples and return the ``MovePlan``."""
         budget = self.budget_chunks(budget_mb)
         cap = self.cap_chunks(move_bytes_per_s, interval_s)
+        self._judge_last_moves(access)
+        if self.move_scale < 1.0:
+            forced = int(np.count_nonzero(tier == classifier.TIER_FAST)) \
+                - budget
+            cap = min(cap, max(forced, int(cap * self.move_scale)))
         result = classifier.classify(access, tier, self.heat, budget, cap,
                                      self.params, backend=self.backend)
+        self._last_promoted, self._last_demoted = (result.promote,
+                                                   result.demote)
         promote_fast = (classifier.TIER_FAST, result.promote)
         demote_slow = (classifier.TIER_SLOW, result.demote)
         tight = result.fast_chunks + len(result.promote) > budget
