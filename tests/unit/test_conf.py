@@ -14,17 +14,10 @@
 
 """Options: registration, defaults, and the sample config generator."""
 
-import os
-import subprocess
-import sys
-
 from oslo_config import cfg
 import pytest
 
 from loki_nova.conf import memtier
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 
 
 def test_options_register_in_the_memtier_group():
@@ -51,19 +44,3 @@ def test_malformed_values_are_rejected_naming_the_option(tmp_path, value):
     conf(['--config-file', str(path)], project='loki-nova')
     with pytest.raises(cfg.ConfigFileValueError, match='chunk_size_kb'):
         conf.memtier.chunk_size_kb
-
-
-def test_config_generator_writes_the_memtier_sample(tmp_path):
-    sample = tmp_path / 'memtier.conf.sample'
-    generator = os.path.join(os.path.dirname(sys.executable),
-                             'oslo-config-generator')
-    done = subprocess.run(
-        [generator, '--config-file',
-         os.path.join(REPO, 'etc/loki-nova/memtier-config-generator.conf'),
-         '--output-file', str(sample)],
-        capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    text = sample.read_text()
-    assert '[memtier]' in text
-    for opt in memtier.memtier_opts:
-        assert '#%s = ' % opt.dest in text, opt.dest
