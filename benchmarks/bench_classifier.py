@@ -23,15 +23,16 @@ defaults give it.
 
 Measured in one run, interleaved, median of ``--repeat`` repetitions:
 
-* ``cython_s`` -- the compiled kernel;
+* ``cython_s`` -- the compiled kernel with its default threads
+  (``threads``: one per CPU here); ``cython_1thread_s`` -- on one thread;
 * ``numpy_s`` -- the histogram-based NumPy formulation (vectorized.py);
 * ``floor_s`` -- one memcpy of the bytes the kernel must touch: it has to
   read access (1 B), tier (1 B) and heat (2 B) and write heat (2 B) per
   chunk, so the floor copies a 6-byte-per-chunk buffer.
 
 ``fraction_of_floor`` = floor_s / cython_s; ``speedup_vs_numpy`` =
-numpy_s / cython_s.  Both backends must produce the same result, checked
-every repetition.
+numpy_s / cython_s (and the same on one thread).  All runs must produce
+the same result, checked every repetition.
 """
 
 import argparse
@@ -79,26 +80,30 @@ def run(chunks, repeat, seed, move_cap):
     work = heat.copy()
     floor_src = np.ones(chunks * 6, dtype=np.uint8)
     floor_dst = np.zeros_like(floor_src)   # touched before timing
-    times = {'cython': [], 'numpy': [], 'floor': []}
+    times = {'cython': [], 'cython1': [], 'numpy': [], 'floor': []}
     plans = {}
 
-    def kernel(backend):
+    def kernel(backend, threads=None):
         def call():
             return classifier.classify(access, tier, work, budget, move_cap,
-                                       backend=backend)
+                                       backend=backend, threads=threads)
         return call
 
-    runs = [('cython', kernel('compiled')), ('numpy', kernel('vectorized')),
+    runs = [('cython', kernel('compiled')),
+            ('cython1', kernel('compiled', threads=1)),
+            ('numpy', kernel('vectorized')),
             ('floor', lambda: np.copyto(floor_dst, floor_src))]
     for rep in range(repeat):
         # Rotate the order so that no contender always runs first.
-        for name, call in runs[rep % 3:] + runs[:rep % 3]:
+        shift = rep % len(runs)
+        for name, call in runs[shift:] + runs[:shift]:
             np.copyto(work, heat)
             seconds, result = _timed(call)
             times[name].append(seconds)
             if name != 'floor':
                 plans[name] = (result, work.copy())
         _check_same(plans['cython'], plans['numpy'])
+        _check_same(plans['cython1'], plans['numpy'])
 
     medians = {name: statistics.median(values)
                for name, values in times.items()}
@@ -110,12 +115,16 @@ def run(chunks, repeat, seed, move_cap):
         'move_cap_chunks': move_cap,
         'promote': len(result.promote),
         'demote': len(result.demote),
+        'threads': classifier.default_threads(chunks),
         'cython_s': medians['cython'],
+        'cython_1thread_s': medians['cython1'],
         'numpy_s': medians['numpy'],
         'floor_s': medians['floor'],
         'floor_bytes': int(floor_src.nbytes),
         'speedup_vs_numpy': medians['numpy'] / medians['cython'],
         'fraction_of_floor': medians['floor'] / medians['cython'],
+        'speedup_vs_numpy_1thread': medians['numpy'] / medians['cython1'],
+        'fraction_of_floor_1thread': medians['floor'] / medians['cython1'],
         'metadata_bytes_per_chunk': classifier.METADATA_BYTES_PER_CHUNK,
     }
 

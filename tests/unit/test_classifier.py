@@ -64,10 +64,10 @@ def intervals(draw, max_chunks=300):
     return access, tier, heat, budget, cap, params
 
 
-def _run(backend, access, tier, heat, budget, cap, params):
+def _run(backend, access, tier, heat, budget, cap, params, threads=None):
     heat = heat.copy()
     result = classifier.classify(access, tier, heat, budget, cap, params,
-                                 backend=backend)
+                                 backend=backend, threads=threads)
     return heat, result
 
 
@@ -104,8 +104,18 @@ def test_backend_matches_reference_across_blocks(backend, case):
     assert_same(_run('reference', *case), _run(backend, *case))
 
 
-@pytest.mark.parametrize('seed', [1, 2])
-def test_compiled_matches_on_a_realistic_large_interval(seed):
+@pytest.mark.parametrize('threads', [2, 3, 8])
+@hypothesis.settings(max_examples=40, deadline=None)
+@hypothesis.given(case=intervals(max_chunks=20000))
+def test_threads_do_not_change_the_result(threads, case):
+    # Parts are whole blocks of 2048 chunks; the boundary ties are split
+    # among parts in index order.
+    assert_same(_run('reference', *case),
+                _run('compiled', *case, threads=threads))
+
+
+@pytest.mark.parametrize('seed, threads', [(1, 1), (2, 1), (1, 2), (2, 4)])
+def test_compiled_matches_on_a_realistic_large_interval(seed, threads):
     """Zipf-like heat over 1 Mi chunks: boundary ties, skipped blocks."""
     rng = np.random.default_rng(seed)
     n = 1 << 20
@@ -118,7 +128,7 @@ def test_compiled_matches_on_a_realistic_large_interval(seed):
             classifier.ClassifierParams())
     expected = _run('reference', *case)
     assert len(expected[1].promote) > 1000   # the case moves something
-    assert_same(expected, _run('compiled', *case))
+    assert_same(expected, _run('compiled', *case, threads=threads))
 
 
 def test_result_fields_on_a_small_case():
@@ -233,6 +243,7 @@ def test_bad_arrays_are_rejected_naming_the_argument(backend, mutate, error,
     ({'move_cap': -3}, ValueError, 'move_cap'),
     ({'params': {'hysteresis': 1}}, TypeError, 'params'),
     ({'backend': 'gpu'}, ValueError, 'backend'),
+    ({'threads': 0}, ValueError, 'threads'),
 ])
 def test_bad_scalars_are_rejected_and_nothing_changes(kwargs, error, name):
     access, tier, heat = _valid()

@@ -24,6 +24,7 @@
 """
 
 import logging
+import os
 
 from loki_nova.memtier.classifier import _common
 from loki_nova.memtier.classifier import reference
@@ -57,8 +58,20 @@ else:  # pragma: no cover
                 'many times slower. Reinstall loki-nova with Cython present.')
 
 
+#: Below this many chunks the compiled kernel runs on one thread: starting
+#: threads would cost more than it saves.
+PARALLEL_MIN_CHUNKS = 1 << 20
+
+
+def default_threads(chunks):
+    """Threads the compiled kernel uses for ``chunks`` chunks by default."""
+    if chunks < PARALLEL_MIN_CHUNKS or _core is None:
+        return 1
+    return max(1, min(os.cpu_count() or 1, _core.MAX_THREADS))
+
+
 def classify(access, tier, heat, budget, move_cap, params=None,
-             backend=None):
+             backend=None, threads=None):
     """Update ``heat`` in place from one interval's samples and plan moves.
 
     :param access: uint8[N], sampled accesses per chunk this interval.
@@ -69,6 +82,9 @@ def classify(access, tier, heat, budget, move_cap, params=None,
     :param move_cap: most chunk moves (promotions + demotions) to plan.
     :param params: ``ClassifierParams``; defaults when omitted.
     :param backend: 'compiled', 'vectorized' or 'reference'.
+    :param threads: threads of the compiled kernel (default: one for small
+        guests, else the CPU count, at most 8); the result is the same for
+        any number.
     :returns: ``Classification``.
     :raises TypeError, ValueError: naming the bad argument; nothing is
         modified then.
@@ -77,9 +93,15 @@ def classify(access, tier, heat, budget, move_cap, params=None,
         params = ClassifierParams()
     budget, move_cap = _common.validate(access, tier, heat, budget,
                                         move_cap, params)
-    try:
-        implementation = BACKENDS[backend or DEFAULT_BACKEND]
-    except KeyError:
+    backend = backend or DEFAULT_BACKEND
+    if backend not in BACKENDS:
         raise ValueError('backend must be one of %s, got %r'
                          % (', '.join(sorted(BACKENDS)), backend))
-    return implementation(access, tier, heat, budget, move_cap, params)
+    if threads is not None:
+        _common._check_int('threads', threads, 1, None)
+    if backend == 'compiled':
+        if threads is None:
+            threads = default_threads(heat.shape[0])
+        return _core.classify(access, tier, heat, budget, move_cap, params,
+                              threads)
+    return BACKENDS[backend](access, tier, heat, budget, move_cap, params)

@@ -32,6 +32,7 @@ import numpy as np
 
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t
 from libc.stdlib cimport calloc, free
+from libc.string cimport memset
 
 from loki_nova.memtier.classifier import _common
 
@@ -44,22 +45,30 @@ cdef extern from "_kernel.h":
         LOKI_ROW_SLOW
         LOKI_STRIDE
         LOKI_COPIES
-    void loki_update_and_count(const uint8_t *access, const uint8_t *tier,
-                               uint16_t *heat, int64_t n, int decay_shift,
-                               uint32_t weight, uint32_t *hist,
-                               uint16_t *block_fast_min,
-                               uint16_t *block_slow_max,
-                               int64_t *fast_total,
-                               int64_t *slow_total) nogil
-    void loki_scatter(const uint8_t *tier, const uint16_t *heat, int64_t n,
-                      const uint16_t *block_fast_min,
-                      const uint16_t *block_slow_max,
-                      int64_t *promote_at, int64_t promote_level,
-                      int64_t promote_ties, int64_t *promote,
-                      int64_t promote_count,
-                      int64_t *demote_at, int64_t demote_level,
-                      int64_t demote_ties, int64_t *demote,
-                      int64_t demote_count) nogil
+        LOKI_MAX_THREADS
+    ctypedef struct loki_part:
+        int64_t start, n
+        const uint8_t *access
+        const uint8_t *tier
+        uint16_t *heat
+        int decay_shift
+        uint32_t weight
+        uint16_t *block_fast_min
+        uint16_t *block_slow_max
+        uint32_t *hist
+        int64_t fast_total, slow_total
+        int64_t *promote_at
+        int64_t promote_level, promote_ties, promote_count
+        int64_t *demote_at
+        int64_t demote_level, demote_ties, demote_count
+        int64_t *promote
+        int64_t *demote
+    void *loki_pass1_part(void *arg) nogil
+    void *loki_pass2_part(void *arg) nogil
+    void loki_run_parts(void *(*fn)(void *) noexcept nogil,
+                        loki_part *parts, int count) nogil
+
+MAX_THREADS = LOKI_MAX_THREADS
 
 cdef enum:
     LEVELS = LOKI_LEVELS
@@ -146,59 +155,125 @@ cdef int64_t _boundary(int64_t *hist, int64_t count, int64_t first,
         level += step
 
 
+cdef void _part_offsets(const int64_t *level_counts, int64_t stride,
+                        int parts, const int64_t *slots, int64_t first,
+                        int64_t last, int64_t step, int64_t boundary_ties,
+                        int64_t *part_slots, int64_t *part_ties,
+                        int64_t *part_counts) noexcept nogil:
+    """Split the selection at levels ``first``..``last`` (walking by
+    ``step``; ``last`` is the boundary level) among the parts, in index
+    order: part k's slot at each level starts after the chunks of parts
+    before it; at the boundary only ``boundary_ties`` chunks are taken, the
+    earlier parts first."""
+    cdef int64_t level = first, k, offset, taken, ties_left
+    while True:
+        offset = slots[level]
+        ties_left = boundary_ties
+        for k in range(parts):
+            part_slots[k * LEVELS + level] = offset
+            taken = level_counts[k * stride + level]
+            if level == last:
+                taken = _min(taken, ties_left)
+                ties_left -= taken
+                part_ties[k] = taken
+            part_counts[k] += taken
+            offset += taken
+        if level == last:
+            break
+        level += step
+
+
 def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
              uint16_t[::1] heat, int64_t budget, int64_t move_cap,
-             params):
-    """Run one interval of the kernel (arguments already validated)."""
+             params, int threads=1):
+    """Run one interval of the kernel (arguments already validated) on
+    ``threads`` threads; the result does not depend on their number."""
     cdef int decay_shift = params.decay_shift
     cdef uint32_t weight = params.access_weight
     cdef int64_t hysteresis = min(params.hysteresis, HEAT_MAX)
     cdef int64_t fill_min = min(params.fill_min, LEVELS)
     cdef int64_t n = heat.shape[0]
     cdef int64_t blocks = (n + LOKI_BLOCK - 1) // LOKI_BLOCK
-    cdef const uint8_t *access_p = &access[0] if n else NULL
-    cdef const uint8_t *tier_p = &tier[0] if n else NULL
-    cdef uint16_t *heat_p = &heat[0] if n else NULL
-    cdef uint32_t *counts = <uint32_t *>calloc(LOKI_COPIES * LOKI_STRIDE,
-                                               sizeof(uint32_t))
+    cdef int parts = <int>max(1, min(threads, LOKI_MAX_THREADS, blocks))
+    cdef int64_t blocks_per_part = (blocks + parts - 1) // parts if blocks \
+        else 0
+    cdef loki_part part[LOKI_MAX_THREADS]
+    cdef uint32_t *counts = <uint32_t *>calloc(
+        parts * LOKI_COPIES * LOKI_STRIDE, sizeof(uint32_t))
+    # Per part: fast and slow chunks per level, then per-level slots.
+    cdef int64_t *levels = <int64_t *>calloc(4 * parts * LEVELS,
+                                             sizeof(int64_t))
     cdef int64_t *fast = <int64_t *>calloc(2 * LEVELS, sizeof(int64_t))
-    cdef int64_t *slow = fast + LEVELS if fast != NULL else NULL
     cdef uint16_t *block_stats = <uint16_t *>calloc(2 * blocks + 2,
                                                     sizeof(uint16_t))
-    cdef uint16_t *block_fast_min = block_stats
-    cdef uint16_t *block_slow_max = block_stats + blocks + 1
-    if counts == NULL or fast == NULL or block_stats == NULL:
+    if counts == NULL or levels == NULL or fast == NULL or \
+            block_stats == NULL:
         free(counts)
+        free(levels)
         free(fast)
         free(block_stats)
         raise MemoryError()
+    cdef int64_t *slow = fast + LEVELS
+    cdef int64_t *part_fast = levels
+    cdef int64_t *part_slow = levels + parts * LEVELS
+    cdef int64_t *promote_slots = levels + 2 * parts * LEVELS
+    cdef int64_t *demote_slots = levels + 3 * parts * LEVELS
+    cdef uint16_t *block_fast_min = block_stats
+    cdef uint16_t *block_slow_max = block_stats + blocks + 1
 
     histogram = np.zeros(LEVELS, dtype=np.uint32)
     cdef uint32_t[::1] hist_view = histogram
-    cdef int64_t fast_chunks = 0, slow_chunks = 0, level, c
+    cdef int64_t fast_chunks = 0, slow_chunks = 0, level, c, k, first
     cdef int64_t threshold = 1, hotter = 0
     cdef int64_t cap_left, forced, free_chunks, eligible, fills, swaps
     cdef int64_t limit, promote_count, demote_count
     cdef int64_t promote_level = LEVELS, promote_ties = 0
     cdef int64_t demote_level = -1, demote_ties = 0
     cdef int64_t[::1] promote_view, demote_view
+    cdef uint32_t *hist
+    cdef int64_t ties[LOKI_MAX_THREADS]
+    cdef int64_t selected[LOKI_MAX_THREADS]
+
+    memset(part, 0, sizeof(part))
+    for k in range(parts):
+        first = k * blocks_per_part
+        part[k].start = min(first * LOKI_BLOCK, n)
+        part[k].n = min((first + blocks_per_part) * LOKI_BLOCK, n) \
+            - part[k].start
+        part[k].access = &access[0] if n else NULL
+        part[k].tier = &tier[0] if n else NULL
+        part[k].heat = &heat[0] if n else NULL
+        part[k].decay_shift = decay_shift
+        part[k].weight = weight
+        part[k].block_fast_min = block_fast_min + first
+        part[k].block_slow_max = block_slow_max + first
+        part[k].hist = counts + k * LOKI_COPIES * LOKI_STRIDE
+        part[k].promote_at = promote_slots + k * LEVELS
+        part[k].demote_at = demote_slots + k * LEVELS
 
     try:
         with nogil:
-            loki_update_and_count(access_p, tier_p, heat_p, n, decay_shift,
-                              weight, counts, block_fast_min,
-                              block_slow_max, &fast_chunks, &slow_chunks)
-            for c in range(LOKI_COPIES):
+            loki_run_parts(loki_pass1_part, part, parts)
+            for k in range(parts):
+                hist = part[k].hist
+                for c in range(LOKI_COPIES):
+                    for level in range(1, LEVELS):
+                        part_fast[k * LEVELS + level] += hist[
+                            c * LOKI_STRIDE + LOKI_ROW_FAST + level]
+                        part_slow[k * LEVELS + level] += hist[
+                            c * LOKI_STRIDE + LOKI_ROW_SLOW + level]
+                # Heat-0 chunks were not histogrammed (see _kernel.h).
+                part_fast[k * LEVELS] = part[k].fast_total
+                part_slow[k * LEVELS] = part[k].slow_total
                 for level in range(1, LEVELS):
-                    fast[level] += counts[c * LOKI_STRIDE + LOKI_ROW_FAST
-                                          + level]
-                    slow[level] += counts[c * LOKI_STRIDE + LOKI_ROW_SLOW
-                                          + level]
-            fast[0] = fast_chunks
-            slow[0] = slow_chunks
-            for level in range(1, LEVELS):
-                fast[0] -= fast[level]
-                slow[0] -= slow[level]
+                    part_fast[k * LEVELS] -= part_fast[k * LEVELS + level]
+                    part_slow[k * LEVELS] -= part_slow[k * LEVELS + level]
+                    fast[level] += part_fast[k * LEVELS + level]
+                    slow[level] += part_slow[k * LEVELS + level]
+                fast[0] += part_fast[k * LEVELS]
+                slow[0] += part_slow[k * LEVELS]
+                fast_chunks += part[k].fast_total
+                slow_chunks += part[k].slow_total
             for level in range(LEVELS):
                 hist_view[level] = <uint32_t>(fast[level] + slow[level])
 
@@ -230,25 +305,41 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
             if promote_count:
                 promote_level = _boundary(slow, promote_count, HEAT_MAX, -1,
                                           &promote_ties)
+                memset(ties, 0, sizeof(ties))
+                memset(selected, 0, sizeof(selected))
+                _part_offsets(part_slow, LEVELS, parts, slow, HEAT_MAX,
+                              promote_level, -1, promote_ties,
+                              promote_slots, ties, selected)
+                for k in range(parts):
+                    part[k].promote_ties = ties[k]
+                    part[k].promote_count = selected[k]
             if demote_count:
                 demote_level = _boundary(fast, demote_count, 0, 1,
                                          &demote_ties)
+                memset(ties, 0, sizeof(ties))
+                memset(selected, 0, sizeof(selected))
+                _part_offsets(part_fast, LEVELS, parts, fast, 0,
+                              demote_level, 1, demote_ties, demote_slots,
+                              ties, selected)
+                for k in range(parts):
+                    part[k].demote_ties = ties[k]
+                    part[k].demote_count = selected[k]
 
         promote = np.empty(promote_count, dtype=np.int64)
         demote = np.empty(demote_count, dtype=np.int64)
         promote_view = promote
         demote_view = demote
         if promote_count or demote_count:
+            for k in range(parts):
+                part[k].promote_level = promote_level
+                part[k].demote_level = demote_level
+                part[k].promote = &promote_view[0] if promote_count else NULL
+                part[k].demote = &demote_view[0] if demote_count else NULL
             with nogil:
-                loki_scatter(tier_p, heat_p, n, block_fast_min, block_slow_max,
-                         slow, promote_level, promote_ties,
-                         &promote_view[0] if promote_count else NULL,
-                         promote_count,
-                         fast, demote_level, demote_ties,
-                         &demote_view[0] if demote_count else NULL,
-                         demote_count)
+                loki_run_parts(loki_pass2_part, part, parts)
     finally:
         free(counts)
+        free(levels)
         free(fast)
         free(block_stats)
 

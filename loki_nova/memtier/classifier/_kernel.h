@@ -21,6 +21,7 @@
 #ifndef LOKI_CLASSIFIER_KERNEL_H
 #define LOKI_CLASSIFIER_KERNEL_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -42,6 +43,8 @@
 #define LOKI_ROW_DUMMY (2 * LOKI_LEVELS)
 #define LOKI_STRIDE (2 * LOKI_LEVELS + LOKI_DUMMY)
 #define LOKI_COPIES 4
+/* Most threads one call may use. */
+#define LOKI_MAX_THREADS 8
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define LOKI_CLONES __attribute__((target_clones("avx2", "default")))
@@ -163,14 +166,18 @@ loki_flag_candidates(const uint8_t *tier, const uint16_t *heat, uint32_t len,
  */
 static void
 loki_scatter(const uint8_t *tier, const uint16_t *heat, int64_t n,
+             int64_t index_base,
              const uint16_t *block_fast_min, const uint16_t *block_slow_max,
              int64_t *promote_at, int64_t promote_level, int64_t promote_ties,
              int64_t *promote, int64_t promote_count,
              int64_t *demote_at, int64_t demote_level, int64_t demote_ties,
              int64_t *demote, int64_t demote_count)
 {
-    int32_t promote_floor = promote_count ? promote_level : LOKI_LEVELS;
-    int32_t demote_ceiling = demote_count ? demote_level : -1;
+    /* A part of a parallel call may have no ties at the boundary level. */
+    int32_t promote_floor = !promote_count ? LOKI_LEVELS
+        : (int32_t)(promote_ties ? promote_level : promote_level + 1);
+    int32_t demote_ceiling = !demote_count ? -1
+        : (int32_t)(demote_ties ? demote_level : demote_level - 1);
     uint8_t flags[LOKI_BLOCK];
     int64_t block = 0;
     for (int64_t start = 0;
@@ -196,10 +203,11 @@ loki_scatter(const uint8_t *tier, const uint16_t *heat, int64_t n,
                 continue;
             int64_t i = start + j;
             int32_t h = heat[i];
+            int64_t index = index_base + i;
             if (flags[j] == LOKI_FLAG_DEMOTE) {
                 if (h > demote_ceiling)
                     continue;
-                demote[demote_at[h]++] = i;
+                demote[demote_at[h]++] = index;
                 if (h == demote_level && --demote_ties == 0)
                     demote_ceiling = (int32_t)demote_level - 1;
                 if (--demote_count == 0)
@@ -207,7 +215,7 @@ loki_scatter(const uint8_t *tier, const uint16_t *heat, int64_t n,
             } else {
                 if (h < promote_floor)
                     continue;
-                promote[promote_at[h]++] = i;
+                promote[promote_at[h]++] = index;
                 if (h == promote_level && --promote_ties == 0)
                     promote_floor = (int32_t)promote_level + 1;
                 if (--promote_count == 0)
@@ -215,6 +223,69 @@ loki_scatter(const uint8_t *tier, const uint16_t *heat, int64_t n,
             }
             }
         }
+    }
+}
+
+/* Arguments of one part of a call, for both passes. */
+typedef struct {
+    /* The part's chunks: [start, start + n) of the whole arrays. */
+    int64_t start, n;
+    const uint8_t *access, *tier;
+    uint16_t *heat;
+    int decay_shift;
+    uint32_t weight;
+    uint16_t *block_fast_min, *block_slow_max;   /* the part's blocks */
+    /* Pass 1 output. */
+    uint32_t *hist;
+    int64_t fast_total, slow_total;
+    /* Pass 2 input. */
+    int64_t *promote_at, promote_level, promote_ties, promote_count;
+    int64_t *demote_at, demote_level, demote_ties, demote_count;
+    int64_t *promote, *demote;
+} loki_part;
+
+static void *
+loki_pass1_part(void *arg)
+{
+    loki_part *p = arg;
+    loki_update_and_count(p->access + p->start, p->tier + p->start,
+                          p->heat + p->start, p->n, p->decay_shift,
+                          p->weight, p->hist, p->block_fast_min,
+                          p->block_slow_max, &p->fast_total, &p->slow_total);
+    return NULL;
+}
+
+static void *
+loki_pass2_part(void *arg)
+{
+    loki_part *p = arg;
+    if (p->promote_count || p->demote_count)
+        loki_scatter(p->tier + p->start, p->heat + p->start, p->n, p->start,
+                     p->block_fast_min, p->block_slow_max, p->promote_at,
+                     p->promote_level, p->promote_ties, p->promote,
+                     p->promote_count, p->demote_at, p->demote_level,
+                     p->demote_ties, p->demote, p->demote_count);
+    return NULL;
+}
+
+/*
+ * Run fn on parts[0..count): parts 1.. on threads of their own, part 0 on
+ * the caller's.  A part whose thread cannot be created runs on the caller's
+ * thread too, so the result never depends on threads being available.
+ */
+static void
+loki_run_parts(void *(*fn)(void *), loki_part *parts, int count)
+{
+    pthread_t threads[LOKI_MAX_THREADS];
+    int started[LOKI_MAX_THREADS] = {0};
+    for (int k = 1; k < count; k++)
+        started[k] = pthread_create(&threads[k], NULL, fn, &parts[k]) == 0;
+    fn(&parts[0]);
+    for (int k = 1; k < count; k++) {
+        if (started[k])
+            pthread_join(threads[k], NULL);
+        else
+            fn(&parts[k]);
     }
 }
 
