@@ -255,6 +255,22 @@ def test_bad_scalars_are_rejected_and_nothing_changes(kwargs, error, name):
     np.testing.assert_array_equal(heat, before)
 
 
+def test_heat_sharing_memory_with_the_samples_is_rejected():
+    buffer = np.zeros(16, dtype=np.uint8)
+    with pytest.raises(ValueError, match='share memory'):
+        classifier.classify(buffer[:8], np.zeros(8, np.uint8),
+                            buffer.view(np.uint16), 1, 1)
+
+
+def test_more_threads_than_supported_are_clamped():
+    access, tier, heat = _valid()
+    expected = _run('reference', access, tier, heat, 4, 4,
+                    classifier.ClassifierParams())
+    assert_same(expected, _run('compiled', access, tier, heat, 4, 4,
+                               classifier.ClassifierParams(),
+                               threads=2 ** 40))
+
+
 def test_read_only_heat_is_rejected():
     access, tier, heat = _valid()
     heat.flags.writeable = False

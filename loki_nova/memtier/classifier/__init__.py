@@ -102,6 +102,7 @@ def classify(access, tier, heat, budget, move_cap, params=None,
     if backend == 'compiled':
         if threads is None:
             threads = default_threads(heat.shape[0])
+        threads = min(threads, _core.MAX_THREADS)
         return _core.classify(access, tier, heat, budget, move_cap, params,
                               threads)
     return BACKENDS[backend](access, tier, heat, budget, move_cap, params)
