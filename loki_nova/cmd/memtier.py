@@ -145,7 +145,7 @@ def _add_simulate(subparsers):
                         help='print JSON instead of tables')
     parser.add_argument('--plot', metavar='FILE.png',
                         help='write hit ratio over time per policy')
-    parser.set_defaults(func=_simulate)
+    parser.set_defaults(func=_simulate, verb_parser=parser)
 
 
 def _simulate(args, parser):
@@ -210,8 +210,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    verb_parser = parser._subparsers._group_actions[0].choices[args.verb]
-    return args.func(args, verb_parser)
+    return args.func(args, args.verb_parser)
 
 
 if __name__ == '__main__':

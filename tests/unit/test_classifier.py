@@ -24,6 +24,7 @@ import pytest
 
 from loki_nova.memtier import classifier
 from loki_nova.memtier.classifier import _core
+from loki_nova.memtier.policy import planner
 
 FAST, ABSENT = classifier.TIER_FAST, classifier.TIER_ABSENT
 FAST_BACKENDS = ('compiled', 'vectorized')
@@ -203,12 +204,17 @@ def test_budget_cut_is_honoured_first_even_with_a_small_cap():
 
 
 def test_metadata_fits_a_tenth_of_a_percent_at_4k():
-    chunk = 4096
-    per_chunk = (np.dtype(np.uint8).itemsize        # access
-                 + np.dtype(np.uint8).itemsize      # tier
-                 + np.dtype(np.uint16).itemsize)    # heat
-    assert per_chunk == classifier.METADATA_BYTES_PER_CHUNK <= 4
-    assert per_chunk / chunk <= 0.001
+    """What the agent keeps per chunk: the planner's heat plus one
+    interval's samples and tiers, as handed to the kernel."""
+    chunks = 1 << 16
+    guest = planner.GuestPlanner(chunks, chunk_size=4096)
+    access = np.zeros(chunks, dtype=np.uint8)
+    tier = np.zeros(chunks, dtype=np.uint8)
+    guest.plan(access, tier, budget_mb=1, move_bytes_per_s=0,
+               interval_s=1.0)
+    per_chunk = (guest.heat.nbytes + access.nbytes + tier.nbytes) / chunks
+    assert per_chunk <= classifier.METADATA_BYTES_PER_CHUNK == 4
+    assert per_chunk / 4096 <= 0.001
 
 
 def _valid(n=8):

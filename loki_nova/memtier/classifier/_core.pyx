@@ -26,6 +26,11 @@ Two passes over the per-chunk arrays, both without the GIL:
   offsets precomputed from the histograms -- a counting sort, so the lists
   come out ordered without a comparison sort.  Pass 2 is skipped when
   nothing moves and stops once every selected chunk has been placed.
+
+With several threads each takes a contiguous run of blocks for both passes;
+the boundary walk is global, and every part gets its own start slots and
+its share of the boundary level's ties, earlier parts first, so the result
+is the same as on one thread.
 """
 
 import numpy as np
@@ -155,8 +160,7 @@ cdef int64_t _boundary(int64_t *hist, int64_t count, int64_t first,
         level += step
 
 
-cdef void _part_offsets(const int64_t *level_counts, int64_t stride,
-                        int parts, const int64_t *slots, int64_t first,
+cdef void _part_offsets(const int64_t *level_counts, int parts, const int64_t *slots, int64_t first,
                         int64_t last, int64_t step, int64_t boundary_ties,
                         int64_t *part_slots, int64_t *part_ties,
                         int64_t *part_counts) noexcept nogil:
@@ -171,7 +175,7 @@ cdef void _part_offsets(const int64_t *level_counts, int64_t stride,
         ties_left = boundary_ties
         for k in range(parts):
             part_slots[k * LEVELS + level] = offset
-            taken = level_counts[k * stride + level]
+            taken = level_counts[k * LEVELS + level]
             if level == last:
                 taken = _min(taken, ties_left)
                 ties_left -= taken
@@ -307,7 +311,7 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
                                           &promote_ties)
                 memset(ties, 0, sizeof(ties))
                 memset(selected, 0, sizeof(selected))
-                _part_offsets(part_slow, LEVELS, parts, slow, HEAT_MAX,
+                _part_offsets(part_slow, parts, slow, HEAT_MAX,
                               promote_level, -1, promote_ties,
                               promote_slots, ties, selected)
                 for k in range(parts):
@@ -318,7 +322,7 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
                                          &demote_ties)
                 memset(ties, 0, sizeof(ties))
                 memset(selected, 0, sizeof(selected))
-                _part_offsets(part_fast, LEVELS, parts, fast, 0,
+                _part_offsets(part_fast, parts, fast, 0,
                               demote_level, 1, demote_ties, demote_slots,
                               ties, selected)
                 for k in range(parts):

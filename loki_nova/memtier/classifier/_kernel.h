@@ -199,28 +199,28 @@ loki_scatter(const uint8_t *tier, const uint16_t *heat, int64_t n,
             if (!eight)
                 continue;
             for (uint32_t j = word; j < word + 8; j++) {
-            if (!flags[j])
-                continue;
-            int64_t i = start + j;
-            int32_t h = heat[i];
-            int64_t index = index_base + i;
-            if (flags[j] == LOKI_FLAG_DEMOTE) {
-                if (h > demote_ceiling)
+                if (!flags[j])
                     continue;
-                demote[demote_at[h]++] = index;
-                if (h == demote_level && --demote_ties == 0)
-                    demote_ceiling = (int32_t)demote_level - 1;
-                if (--demote_count == 0)
-                    demote_ceiling = -1;
-            } else {
-                if (h < promote_floor)
-                    continue;
-                promote[promote_at[h]++] = index;
-                if (h == promote_level && --promote_ties == 0)
-                    promote_floor = (int32_t)promote_level + 1;
-                if (--promote_count == 0)
-                    promote_floor = LOKI_LEVELS;
-            }
+                int64_t i = start + j;
+                int32_t h = heat[i];
+                int64_t index = index_base + i;
+                if (flags[j] == LOKI_FLAG_DEMOTE) {
+                    if (h > demote_ceiling)
+                        continue;
+                    demote[demote_at[h]++] = index;
+                    if (h == demote_level && --demote_ties == 0)
+                        demote_ceiling = (int32_t)demote_level - 1;
+                    if (--demote_count == 0)
+                        demote_ceiling = -1;
+                } else {
+                    if (h < promote_floor)
+                        continue;
+                    promote[promote_at[h]++] = index;
+                    if (h == promote_level && --promote_ties == 0)
+                        promote_floor = (int32_t)promote_level + 1;
+                    if (--promote_count == 0)
+                        promote_floor = LOKI_LEVELS;
+                }
             }
         }
     }

@@ -219,7 +219,7 @@ def run(guests, config=None, policy_names=policies_mod.POLICY_NAMES,
                     guest_hits[policy.name][g] += (fast_hits[part].sum(),
                                                    accesses[part].sum())
             policy.observe(interval, sampled)
-            if policy.name == 'loki':
+            if policy.budgets_mb is not None:
                 for g, guest in enumerate(host.guests):
                     budgets[guest.name].append(policy.budgets_mb[g])
         if progress:

@@ -41,6 +41,9 @@ class Policy:
     """Base: first-touch allocation and move accounting."""
 
     name = None
+    #: DRAM budget per guest (MiB) after each interval, for policies that
+    #: keep budgets; None for the others.
+    budgets_mb = None
 
     def __init__(self, host):
         self.host = host
