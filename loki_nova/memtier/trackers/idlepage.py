@@ -1,0 +1,143 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Idle-page tracking: which pages were accessed since they were marked
+idle.
+
+Each sample reads the guest's present pages and their frame numbers from
+/proc/PID/pagemap, reads their bits in /sys/kernel/mm/page_idle/bitmap (a
+set bit: not accessed since marked), and marks exactly those frames idle
+again.  Only frames of managed guests are ever written: marking a frame
+idle clears the accessed bits of every mapping of it, so touching other
+frames would disturb other processes' page aging.
+
+Needs CONFIG_IDLE_PAGE_TRACKING and CAP_SYS_ADMIN (frame numbers).  No
+Debian kernel package offers it (bookworm's 6.1, bookworm-backports' 6.12
+and this build machine's kernel all have it off), so this tracker is tested
+against a directory tree that stands in for pagemap and the bitmap
+(tests/unit/test_trackers.py), not against a real kernel.
+"""
+
+import os
+
+import numpy as np
+
+from loki_nova.memtier import kernfs as kernfs_mod
+from loki_nova.memtier import trackers
+from loki_nova.memtier.guest import PAGE_SIZE
+from loki_nova.memtier.trackers import pagemap
+
+BITMAP = 'sys/kernel/mm/page_idle/bitmap'
+
+
+class IdlePageTracker(trackers.Tracker):
+    name = 'idle_page'
+
+    def __init__(self, kfs):
+        self.kfs = kfs
+        if not kfs.exists(BITMAP):
+            raise trackers.TrackerUnavailable(
+                'the kernel has no %s (needs CONFIG_IDLE_PAGE_TRACKING)'
+                % kfs.path(BITMAP))
+        self._marked = set()
+
+    def _frames(self, guest, layout):
+        """(present mask per page over all ranges, frame numbers)."""
+        pid = guest.identity.pid
+        entries = np.concatenate([
+            pagemap.read(self.kfs, pid, r.start, r.size // PAGE_SIZE)
+            for r in layout.ranges]) if layout.ranges \
+            else np.zeros(0, np.uint64)
+        present = (entries & pagemap.PRESENT) != 0
+        pfns = entries[present] & pagemap.PFN_MASK
+        if len(pfns) and not pfns.any():
+            raise PermissionError(
+                'pagemap shows no frame numbers for process %d: the idle '
+                'page tracker needs CAP_SYS_ADMIN' % pid)
+        return present, pfns
+
+    def _runs(self, words):
+        """Split sorted unique word indices into contiguous runs."""
+        cut = np.flatnonzero(np.diff(words) != 1) + 1
+        return np.split(words, cut)
+
+    def _io(self, pfns, write_bits=None):
+        """Read the bitmap words holding ``pfns``; with ``write_bits``
+        (uint64 per word) write them."""
+        words = np.unique(pfns >> np.uint64(6))
+        out = np.zeros(len(words), dtype=np.uint64)
+        mode = 'r+b' if write_bits is not None else 'rb'
+        try:
+            f = self.kfs.open(BITMAP, mode, buffering=0)
+        except OSError as exc:
+            raise kernfs_mod.KernelFSError(
+                exc.errno, 'cannot open %s: %s'
+                % (self.kfs.path(BITMAP), exc.strerror)) from None
+        with f:
+            pos = 0
+            for run in self._runs(words):
+                off = int(run[0]) * 8
+                if write_bits is None:
+                    buf = out[pos:pos + len(run)]
+                    os.preadv(f.fileno(), [memoryview(buf).cast('B')], off)
+                else:
+                    buf = np.ascontiguousarray(write_bits[pos:pos + len(run)])
+                    os.pwrite(f.fileno(), memoryview(buf).cast('B'), off)
+                pos += len(run)
+        return words, out
+
+    def _mark_idle(self, pfns):
+        if not len(pfns):
+            return
+        words = np.unique(pfns >> np.uint64(6))
+        bits = np.zeros(len(words), dtype=np.uint64)
+        idx = np.searchsorted(words, pfns >> np.uint64(6))
+        np.bitwise_or.at(bits, idx,
+                         np.uint64(1) << (pfns & np.uint64(63)))
+        self._io(pfns, bits)
+
+    def update(self, guests):
+        for key, (guest, layout) in guests.items():
+            if key not in self._marked:
+                self._mark_idle(self._frames(guest, layout)[1])
+                self._marked.add(key)
+
+    def sample(self, guest, layout):
+        present, pfns = self._frames(guest, layout)
+        accessed = np.zeros(len(present), dtype=bool)
+        if len(pfns):
+            words, bits = self._io(pfns)
+            idx = np.searchsorted(words, pfns >> np.uint64(6))
+            idle = (bits[idx] >> (pfns & np.uint64(63))) & np.uint64(1)
+            accessed[present] = idle == 0
+            self._mark_idle(pfns)
+        counts = pagemap.per_chunk(layout, _Slicer(accessed), lambda a: a)
+        return pagemap.scale(counts, layout)
+
+    def forget(self, key):
+        self._marked.discard(key)
+
+
+class _Slicer:
+    """Hands out consecutive per-range slices of one per-page array."""
+
+    def __init__(self, flags):
+        self.flags = flags
+        self.pos = 0
+
+    def __call__(self, r):
+        n = r.size // PAGE_SIZE
+        out = self.flags[self.pos:self.pos + n]
+        self.pos += n
+        return out

@@ -1,0 +1,69 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Reading /proc/PID/pagemap: one 64-bit entry per virtual page.
+
+Bit 63: present in RAM; bit 62: swapped; bit 55: soft-dirty; bits 0-54:
+the page frame number (zero unless the reader has CAP_SYS_ADMIN).
+"""
+
+import os
+
+import numpy as np
+
+from loki_nova.memtier.guest import PAGE_SIZE
+
+PRESENT = np.uint64(1 << 63)
+SOFT_DIRTY = np.uint64(1 << 55)
+PFN_MASK = np.uint64((1 << 55) - 1)
+
+
+def read(kfs, pid, start, npages):
+    """Entries for ``npages`` pages from virtual address ``start``."""
+    out = np.zeros(npages, dtype=np.uint64)
+    with kfs.open('proc/%d/pagemap' % pid, 'rb', buffering=0) as f:
+        view = memoryview(out).cast('B')
+        offset = (start // PAGE_SIZE) * 8
+        got = 0
+        while got < len(view):
+            n = os.preadv(f.fileno(), [view[got:]], offset + got)
+            if n <= 0:
+                break
+            got += n
+    return out
+
+
+def per_chunk(layout, read_range, reduce_pages):
+    """Run ``read_range(range) -> entries`` over the guest's ranges and
+    ``reduce_pages(entries) -> bool per page``; return the number of
+    True pages per chunk."""
+    counts = np.zeros(len(layout), dtype=np.int64)
+    first = 0
+    for r in layout.ranges:
+        flags = reduce_pages(read_range(r))
+        nchunks = -(-r.size // layout.chunk_size)
+        per = layout.chunk_size // PAGE_SIZE
+        padded = np.zeros(nchunks * per, dtype=np.int64)
+        padded[:len(flags)] = flags
+        counts[first:first + nchunks] = padded.reshape(nchunks, per).sum(1)
+        first += nchunks
+    return counts
+
+
+def scale(counts, layout):
+    """Pages touched per chunk → 0..SAMPLE_SCALE, any touch at least 1."""
+    from loki_nova.memtier.trackers import SAMPLE_SCALE
+    pages = (layout.sizes // PAGE_SIZE).astype(np.int64)
+    out = -(-counts * SAMPLE_SCALE // np.maximum(pages, 1))
+    return np.minimum(out, SAMPLE_SCALE).astype(np.uint8)
