@@ -88,6 +88,66 @@ memtier_opts = [
                                'only')],
         help='Which implementation of the hot/cold classifier to run. All '
              'give identical results.'),
+    cfg.StrOpt(
+        'tracker',
+        default='auto',
+        choices=[('auto', 'the first the kernel offers, in the order below'),
+                 ('damon', 'DAMON virtual-address monitoring through sysfs; '
+                           'used only when no one else runs a kdamond'),
+                 ('idle_page', 'the idle-page bitmap '
+                               '(CONFIG_IDLE_PAGE_TRACKING)'),
+                 ('soft_dirty', 'soft-dirty bits (writes only; the last '
+                                'resort)')],
+        help='How the agent samples which guest memory is accessed. With '
+             'auto it logs why each tracker it skips cannot run. Default '
+             'auto.'),
+    cfg.DictOpt(
+        'node_tiers',
+        default={},
+        help='Override of the kernel\'s memory tiers, as node:rank pairs '
+             'where rank 0 is DRAM and 1, 2, ... are ever slower tiers, '
+             'e.g. "0:0,1:0,2:1". Only the nodes named are used. Empty (the '
+             'default) takes the tiers from /sys/devices/virtual/'
+             'memory_tiering.'),
+    cfg.ListOpt(
+        'watchers',
+        default=['libvirt', 'process'],
+        item_type=cfg.types.String(choices=['libvirt', 'process']),
+        help='Where the agent finds its guests: libvirt (running domains '
+             'with loki metadata) and/or process (registrations in '
+             'registration_dir). Default both.'),
+    cfg.StrOpt(
+        'libvirt_uri',
+        default='qemu:///system',
+        help='libvirt connection URI of the libvirt watcher. Default '
+             'qemu:///system.'),
+    cfg.StrOpt(
+        'registration_dir',
+        default='/run/loki-memtier/guests',
+        help='Directory of the process watcher\'s registrations, one JSON '
+             'file per registered process. Default '
+             '/run/loki-memtier/guests.'),
+    cfg.StrOpt(
+        'state_dir',
+        default='/run/loki-memtier',
+        help='Directory for the agent\'s runtime state, such as which '
+             'kdamonds it started, so that a restarted agent recognises '
+             'its own. It lives under /run because kernel state does not '
+             'survive a reboot. Default /run/loki-memtier.'),
+    cfg.IntOpt(
+        'move_batch_pages',
+        default=4096,
+        min=1,
+        help='Most 4 KiB pages passed to one move_pages(2) call. The '
+             'guest\'s identity is re-checked before every call. Default '
+             '4096 (16 MiB).'),
+    cfg.IntOpt(
+        'probes_per_chunk',
+        default=4,
+        min=1,
+        max=512,
+        help='Pages per chunk whose node is queried each interval to learn '
+             'which tier the chunk is on; the majority wins. Default 4.'),
 ]
 
 

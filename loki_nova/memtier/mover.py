@@ -189,13 +189,18 @@ class RateLimiter:
 class Mover:
     """Paced, verified page moves for one agent."""
 
-    def __init__(self, limiter, batch_pages=4096, retries=3):
+    def __init__(self, limiter, batch_pages=4096, retries=3,
+                 query_only=False):
+        """``query_only`` makes ``move`` ask where the pages are instead of
+        moving them (same calls, pacing and checks; nothing changes):
+        for measuring the agent on a host whose pages must not move."""
         if batch_pages < 1:
             raise ValueError('batch_pages must be >= 1, got %r'
                              % (batch_pages,))
         self.limiter = limiter
         self.batch_pages = batch_pages
         self.retries = retries
+        self.query_only = query_only
         self._warned_shared = set()
 
     def _batch(self):
@@ -228,6 +233,11 @@ class Mover:
 
     def _move_batch(self, pid, pages, node):
         res = MoveResult(requested=len(pages))
+        if self.query_only:
+            status = move_pages(pid, pages)
+            res.placed = int((status == node).sum())
+            res.absent = int(np.isin(status, _SKIP).sum())
+            return res
         status = move_pages(pid, pages, node)
         pending = np.ones(len(pages), dtype=bool)
         for attempt in range(self.retries + 1):

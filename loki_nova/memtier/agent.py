@@ -1,0 +1,331 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The tiering agent's loop.
+
+Every interval: watch (which guests, and are they still who they were)
+→ track (access samples per chunk) → where each chunk is now (a
+move_pages query of a few pages per chunk) → budget (the host arbiter
+shares DRAM out by policy and hot demand) → classify and plan (the
+guest's planner) → move (the mover, rate-capped, identity re-checked
+before every batch) → stats.
+
+Guests are independent: an error in one guest's interval is logged with
+the guest's key and the others go on.  A guest whose process exits or
+whose identity changes is dropped without moving anything more.  A watcher
+that is unavailable (libvirtd restarting) keeps its last guests, which are
+still re-verified before every move.
+"""
+
+import dataclasses
+import functools
+import logging
+import threading
+import time
+
+import numpy as np
+
+from loki_nova.memtier import classifier
+from loki_nova.memtier import guest as guest_mod
+from loki_nova.memtier import kernfs as kernfs_mod
+from loki_nova.memtier import mover as mover_mod
+from loki_nova.memtier.policy import arbiter
+from loki_nova.memtier.policy import planner as planner_mod
+from loki_nova.memtier import topology as topology_mod
+from loki_nova.memtier import trackers
+
+LOG = logging.getLogger(__name__)
+MiB = 1024 * 1024
+
+
+@dataclasses.dataclass
+class GuestStats:
+    """One guest in one interval."""
+
+    key: str
+    source: str
+    policy: str
+    floor_mb: int
+    ceiling_mb: int
+    budget_mb: float = 0.0
+    dram_mb: float = 0.0
+    slow_mb: float = 0.0
+    hot_mb: float = 0.0
+    promoted_mb: float = 0.0
+    demoted_mb: float = 0.0
+    failed_pages: int = 0
+    error: str = None
+
+
+@dataclasses.dataclass
+class IntervalReport:
+    number: int
+    wall_s: float
+    cpu_s: float
+    guests: dict
+
+
+class _Managed:
+    def __init__(self, guest, chunk_size, params, backend):
+        self.guest = guest
+        self.layout = guest_mod.ChunkLayout(guest.ranges, chunk_size)
+        self.planner = planner_mod.GuestPlanner(
+            len(self.layout), chunk_size, params, backend)
+        self.hot_mb = 0
+        self.budget_mb = None
+
+    def same(self, guest):
+        return (guest.identity == self.guest.identity
+                and guest.ranges == self.guest.ranges)
+
+
+def watchers_from_conf(conf, kfs):
+    out = []
+    for name in conf.watchers:
+        if name == 'process':
+            from loki_nova.memtier.watcher import process
+            out.append(process.ProcessWatcher(conf.registration_dir, kfs))
+        elif name == 'libvirt':
+            from loki_nova.memtier.watcher import libvirt as lv
+            out.append(lv.LibvirtWatcher(conf.libvirt_uri, kfs))
+    return out
+
+
+class Agent:
+    """The loop; ``conf`` is the ``[memtier]`` group (or anything with its
+    attributes).  Parts can be passed in; by default they come from the
+    configuration and the kernel."""
+
+    def __init__(self, conf, kfs=None, topology=None, tracker=None,
+                 watchers=None, mover=None, stop=None):
+        self.conf = conf
+        self.kfs = kfs or kernfs_mod.KernelFS('/')
+        self.stop = stop or threading.Event()
+        self.topology = topology or topology_mod.discover(
+            self.kfs, dict(conf.node_tiers or {}))
+        LOG.info('memory tiers: %s', self.topology.describe())
+        self.watchers = (watchers if watchers is not None
+                         else watchers_from_conf(conf, self.kfs))
+        self.tracker = tracker or trackers.create(
+            conf.tracker, self.kfs, damon={'state_dir': conf.state_dir})
+        self.mover = mover or mover_mod.Mover(
+            mover_mod.RateLimiter(conf.move_rate_mb_per_s * MiB,
+                                  stop=self.stop),
+            batch_pages=conf.move_batch_pages)
+        self.chunk_size = conf.chunk_size_kb * 1024
+        self.params = classifier.ClassifierParams(
+            decay_shift=conf.heat_decay_shift,
+            access_weight=conf.heat_per_access,
+            hysteresis=conf.hysteresis)
+        self.tier_of_node = np.array(self.topology.node_to_tier(),
+                                     dtype=np.uint8)
+        self.guests = {}
+        self.number = 0
+        self.last_report = None
+        self._last_seen = {}
+        self._watch_errors = {}
+
+    # -- watch ------------------------------------------------------------
+
+    def _watch(self):
+        from loki_nova.memtier.watcher import WatcherUnavailable
+        found = {}
+        for w in self.watchers:
+            name = type(w).__name__
+            try:
+                seen = w.scan()
+            except WatcherUnavailable as exc:
+                if self._watch_errors.get(name) != str(exc):
+                    LOG.warning('%s unavailable, keeping its %d known '
+                                'guest(s): %s', name,
+                                len(self._last_seen.get(name, {})), exc)
+                self._watch_errors[name] = str(exc)
+                seen = self._last_seen.get(name, {})
+            else:
+                if self._watch_errors.pop(name, None):
+                    LOG.info('%s is back', name)
+                self._last_seen[name] = seen
+            found.update(seen)
+        return found
+
+    def _reconcile(self, found):
+        for key in list(self.guests):
+            if key not in found or not self.guests[key].same(found[key]):
+                self._drop(key, 'no longer %s' % (
+                    'listed' if key not in found else 'the same process'))
+        for key, g in found.items():
+            if key not in self.guests:
+                m = _Managed(g, self.chunk_size, self.params,
+                             self.conf.classifier_backend)
+                self.guests[key] = m
+                LOG.info('managing guest %s (%s, %s; %d MiB in %d chunks; '
+                         '%s, floor %d MiB, ceiling %d MiB)', key, g.source,
+                         g.identity.describe(), g.ram_bytes // MiB,
+                         len(m.layout), g.policy.policy, g.policy.floor_mb,
+                         g.policy.ceiling_mb)
+
+    def _drop(self, key, reason):
+        if self.guests.pop(key, None) is not None:
+            LOG.info('guest %s dropped: %s', key, reason)
+            self.tracker.forget(key)
+
+    # -- observe ------------------------------------------------------------
+
+    def chunk_tiers(self, m):
+        """Tier code of every chunk, from a query of a few pages each:
+        the majority of present pages decides; none present is absent."""
+        addrs, owner = m.layout.probes(self.conf.probes_per_chunk)
+        status = self.mover.query(m.guest.identity.pid, addrs)
+        code = np.where(status >= 0,
+                        self.tier_of_node[np.clip(status, 0, 255)],
+                        classifier.TIER_ABSENT)
+        n = len(m.layout)
+        fast = np.bincount(owner[code == classifier.TIER_FAST], minlength=n)
+        slow_mask = (code != classifier.TIER_FAST) & \
+            (code != classifier.TIER_ABSENT)
+        slow = np.bincount(owner[slow_mask], minlength=n)
+        slow_code = np.zeros(n, dtype=np.uint8)
+        np.maximum.at(slow_code, owner[slow_mask], code[slow_mask])
+        return np.where((fast >= slow) & (fast > 0), classifier.TIER_FAST,
+                        np.where(slow > 0, slow_code,
+                                 classifier.TIER_ABSENT)).astype(np.uint8)
+
+    # -- budget -----------------------------------------------------------
+
+    def budgets(self, keys, reserved_mb=0):
+        demands = []
+        for key in keys:
+            p = self.guests[key].guest.policy
+            demands.append(arbiter.GuestDemand(
+                key, p.policy, p.floor_mb, p.ceiling_mb,
+                int(self.guests[key].hot_mb)))
+        capacity = self.topology.fast_mb
+        try:
+            return arbiter.allocate(capacity, self.conf.dram_reserve_mb,
+                                    demands, reserved_mb)
+        except arbiter.InsufficientDram as exc:
+            usable = max(0, capacity - self.conf.dram_reserve_mb
+                         - reserved_mb)
+            scale = usable / max(1, exc.floors_mb)
+            LOG.error('%s; every floor is scaled by %.2f until it fits',
+                      exc, scale)
+            return {d.name: d.floor_mb * scale for d in demands}
+
+    # -- the interval ---------------------------------------------------------
+
+    def run_interval(self):
+        self.number += 1
+        wall0, cpu0 = time.monotonic(), time.process_time()
+        self._reconcile(self._watch())
+        try:
+            self.tracker.update({k: (m.guest, m.layout)
+                                 for k, m in self.guests.items()})
+        except Exception:
+            LOG.exception('the %s tracker could not follow the guest set',
+                          self.tracker.name)
+        stats = {k: GuestStats(k, m.guest.source, m.guest.policy.policy,
+                               m.guest.policy.floor_mb,
+                               m.guest.policy.ceiling_mb)
+                 for k, m in self.guests.items()}
+        observed = {}
+        for key, m in list(self.guests.items()):
+            try:
+                guest_mod.verify(self.kfs, m.guest)
+                access = self.tracker.sample(m.guest, m.layout)
+                observed[key] = (access, self.chunk_tiers(m))
+            except (guest_mod.GuestGone, ProcessLookupError) as exc:
+                self._drop(key, exc)
+                stats.pop(key, None)
+            except Exception as exc:
+                LOG.exception('guest %s: sampling failed', key)
+                stats[key].error = str(exc)
+        budgets = self.budgets(list(observed))
+        share = self.conf.move_rate_mb_per_s * MiB / max(1, len(observed))
+        for key, (access, tier) in observed.items():
+            if self.stop.is_set():
+                break
+            m, st = self.guests[key], stats[key]
+            try:
+                self._tier_guest(m, st, access, tier, budgets[key], share)
+            except (guest_mod.GuestGone, ProcessLookupError) as exc:
+                self._drop(key, exc)
+                stats.pop(key, None)
+            except Exception as exc:
+                LOG.exception('guest %s: tiering failed', key)
+                st.error = str(exc)
+        report = IntervalReport(self.number, time.monotonic() - wall0,
+                                time.process_time() - cpu0, stats)
+        self.last_report = report
+        LOG.info('interval %d: %d guest(s), %.1f MiB promoted, %.1f MiB '
+                 'demoted, %.3f s wall, %.3f s CPU', report.number,
+                 len(stats), sum(s.promoted_mb for s in stats.values()),
+                 sum(s.demoted_mb for s in stats.values()), report.wall_s,
+                 report.cpu_s)
+        return report
+
+    def _tier_guest(self, m, st, access, tier, budget_mb, rate):
+        if m.budget_mb is None or abs(m.budget_mb - budget_mb) >= 1:
+            LOG.info('guest %s: DRAM budget %s -> %d MiB (%s, floor %d, '
+                     'ceiling %d, hot %d MiB)', m.guest.key,
+                     'unset' if m.budget_mb is None
+                     else '%d' % m.budget_mb, budget_mb,
+                     m.guest.policy.policy, m.guest.policy.floor_mb,
+                     m.guest.policy.ceiling_mb, m.hot_mb)
+        m.budget_mb = budget_mb
+        plan = m.planner.plan(access, tier, budget_mb, rate,
+                              self.conf.interval)
+        verify = functools.partial(guest_mod.verify, self.kfs, m.guest)
+        sizes = m.layout.sizes
+        for chunks, target in plan.batches:
+            if target == classifier.TIER_FAST:
+                node = self.topology.promotion_target()
+            else:
+                node = self.topology.demotion_target()
+            res = self.mover.move(m.guest.identity.pid,
+                                  m.layout.pages(chunks), node, verify)
+            moved = res.bytes_placed / MiB
+            if target == classifier.TIER_FAST:
+                st.promoted_mb += moved
+            else:
+                st.demoted_mb += moved
+            st.failed_pages += res.failed
+            tier[chunks] = target
+        c = plan.classification
+        m.hot_mb = m.planner.hot_chunks(c.histogram) * self.chunk_size / MiB
+        st.budget_mb = budget_mb
+        st.hot_mb = m.hot_mb
+        st.dram_mb = float(sizes[tier == classifier.TIER_FAST].sum()) / MiB
+        slow = (tier != classifier.TIER_FAST) & \
+            (tier != classifier.TIER_ABSENT)
+        st.slow_mb = float(sizes[slow].sum()) / MiB
+
+    def run(self, max_intervals=None):
+        """Run intervals until ``stop`` is set (or ``max_intervals``)."""
+        try:
+            while not self.stop.is_set():
+                start = time.monotonic()
+                self.run_interval()
+                if max_intervals and self.number >= max_intervals:
+                    break
+                rest = self.conf.interval - (time.monotonic() - start)
+                if rest > 0:
+                    self.stop.wait(rest)
+        finally:
+            self.close()
+
+    def close(self):
+        try:
+            self.tracker.close()
+        except Exception:
+            LOG.exception('closing the %s tracker failed', self.tracker.name)

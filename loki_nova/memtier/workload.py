@@ -1,0 +1,146 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""A workload to tier: a process with a block of memory and a hot region.
+
+``python -m loki_nova.memtier.workload --size-mb 256 --hot-mb 32`` maps
+``size`` MiB (2 MiB aligned), fills it with a deterministic pattern, keeps
+its CRC, and from then on touches every page of the hot region in a loop
+(reads, or with ``--write`` read-modify-writes that keep the bytes).  It
+prints ``ready PID START END`` (addresses in hex), and with
+``--register-dir`` registers itself with the process watcher.  Commands on
+stdin, one per line, each answered on stdout:
+
+* ``hot OFFSET_MB`` — move the hot region; ``ok``
+* ``checksum`` — ``checksum ok`` if the memory still holds what was
+  written, else ``checksum bad CRC``
+* ``exit`` — ``bye`` and exit 0
+
+Tests, the benchmarks and the demo run it under the real agent.
+"""
+
+import argparse
+import mmap
+import os
+import sys
+import threading
+import zlib
+
+import numpy as np
+
+MiB = 1024 * 1024
+ALIGN = 2 * MiB
+
+
+class Workload:
+    def __init__(self, size_mb, hot_mb, write=False, hot_offset_mb=0):
+        if hot_mb > size_mb or size_mb <= 0:
+            raise ValueError('need 0 < hot_mb <= size_mb, got %d and %d'
+                             % (hot_mb, size_mb))
+        self.size = size_mb * MiB
+        self._map = mmap.mmap(-1, self.size + ALIGN,
+                              flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        whole = np.frombuffer(self._map, dtype=np.uint8)
+        base = whole.ctypes.data
+        skip = (-base) % ALIGN
+        self.mem = whole[skip:skip + self.size]
+        self.start = base + skip
+        words = self.mem.view(np.uint64)
+        words[:] = np.arange(len(words), dtype=np.uint64) * np.uint64(
+            0x9E3779B97F4A7C15)
+        self.crc = zlib.crc32(self.mem)
+        self.hot = hot_mb * MiB
+        self.hot_offset = hot_offset_mb * MiB
+        self.write = write
+        self.stop = threading.Event()
+        self.passes = 0
+
+    @property
+    def end(self):
+        return self.start + self.size
+
+    def set_hot(self, offset_mb):
+        offset = offset_mb * MiB
+        if offset < 0 or offset + self.hot > self.size:
+            raise ValueError('hot region at %d MiB does not fit' % offset_mb)
+        self.hot_offset = offset
+
+    def touch(self):
+        lo = self.hot_offset
+        region = self.mem[lo:lo + self.hot]
+        if self.write:
+            pages = region[::4096]
+            pages += np.uint8(0)
+        else:
+            int(region[::4096].sum(dtype=np.uint64))
+        self.passes += 1
+
+    def run(self):
+        while not self.stop.is_set():
+            self.touch()
+
+    def checksum_ok(self):
+        crc = zlib.crc32(self.mem)
+        return crc == self.crc, crc
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog='python -m loki_nova.memtier.workload')
+    p.add_argument('--size-mb', type=int, default=256)
+    p.add_argument('--hot-mb', type=int, default=32)
+    p.add_argument('--hot-offset-mb', type=int, default=0)
+    p.add_argument('--write', action='store_true')
+    p.add_argument('--register-dir')
+    p.add_argument('--name', default='workload')
+    p.add_argument('--policy', default='static')
+    p.add_argument('--floor-mb', type=int, default=0)
+    p.add_argument('--ceiling-mb', type=int)
+    args = p.parse_args(argv)
+    w = Workload(args.size_mb, args.hot_mb, args.write, args.hot_offset_mb)
+    if args.register_dir:
+        from loki_nova.memtier import guest
+        from loki_nova.memtier.watcher import process
+        process.register(args.register_dir, args.name, os.getpid(),
+                         [(w.start, w.end)],
+                         guest.Policy(args.policy, args.floor_mb,
+                                      args.ceiling_mb))
+    toucher = threading.Thread(target=w.run, daemon=True)
+    toucher.start()
+    print('ready %d %x %x' % (os.getpid(), w.start, w.end), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd:
+            continue
+        if cmd[0] == 'hot' and len(cmd) == 2:
+            w.set_hot(int(cmd[1]))
+            print('ok', flush=True)
+        elif cmd[0] == 'checksum':
+            ok, crc = w.checksum_ok()
+            print('checksum ok' if ok else 'checksum bad %08x' % crc,
+                  flush=True)
+        elif cmd[0] == 'exit':
+            break
+        else:
+            print('error unknown command %r' % line.strip(), flush=True)
+    w.stop.set()
+    toucher.join()
+    if args.register_dir:
+        from loki_nova.memtier.watcher import process
+        process.unregister(args.register_dir, args.name)
+    print('bye', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
