@@ -53,6 +53,14 @@ def main(argv=None):
     from loki_nova.memtier import topology
     from loki_nova.memtier import trackers
 
+    try:
+        # Read every option now, so a malformed value stops the start
+        # with oslo.config's message naming it, not later mid-loop.
+        for opt in memtier_conf.memtier_opts:
+            getattr(conf.memtier, opt.dest)
+    except cfg.Error as exc:
+        LOG.error('cannot start: %s', exc)
+        return 1
     stop = threading.Event()
 
     def _stop(signum, frame):

@@ -1,0 +1,166 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The agent's loop on this machine: real workload processes, the process
+watcher, the real mover in query mode (this machine has one NUMA node, so
+nothing may move), topology from a fixture tree and the replay tracker
+(this machine's kernel has no usable tracker).  The loop on a real
+two-tier kernel is tests/sandbox/test_agent_e2e.py."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+from oslo_config import cfg
+import pytest
+
+from loki_nova.conf import memtier as memtier_conf
+from loki_nova.memtier import agent as agent_mod
+from loki_nova.memtier import kernfs
+from loki_nova.memtier import mover
+from loki_nova.memtier import topology
+from loki_nova.memtier.trackers import replay
+from tests import workloads
+
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures',
+                        'kernfs')
+
+
+def make_conf(tmp_path, **overrides):
+    conf = cfg.ConfigOpts()
+    memtier_conf.register_opts(conf)
+    conf([], project='loki-nova')
+    settings = dict(dram_reserve_mb=0, watchers=['process'],
+                    registration_dir=str(tmp_path / 'guests'),
+                    state_dir=str(tmp_path / 'state'), interval=1.0)
+    settings.update(overrides)
+    for k, v in settings.items():
+        conf.set_override(k, v, 'memtier')
+    return conf.memtier
+
+
+def make_agent(conf, source):
+    topo = topology.discover(kernfs.KernelFS(os.path.join(FIXTURES,
+                                                          'two_tier')))
+    return agent_mod.Agent(
+        conf, topology=topo, tracker=replay.ReplayTracker(source),
+        mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+
+
+def hot_first(mb):
+    def source(g, layout, n):
+        out = np.zeros(len(layout), np.uint8)
+        out[:mb // 2] = 20
+        return out
+    return source
+
+
+@pytest.fixture
+def two_guests(tmp_path):
+    reg = str(tmp_path / 'guests')
+    with workloads.Workload('--size-mb', 32, '--hot-mb', 4,
+                            '--register-dir', reg, '--name', 'static1',
+                            '--floor-mb', 8) as a, \
+            workloads.Workload('--size-mb', 32, '--hot-mb', 4,
+                               '--register-dir', reg, '--name', 'od1',
+                               '--policy', 'on_demand', '--floor-mb', 4,
+                               '--ceiling-mb', 24) as b:
+        yield a, b
+
+
+def test_one_interval_budgets_and_plans_every_guest(tmp_path, two_guests):
+    agent = make_agent(make_conf(tmp_path), hot_first(16))
+    first = agent.run_interval()
+    assert set(first.guests) == {'static1', 'od1'}
+    assert first.guests['static1'].budget_mb == 8
+    # on_demand starts at its floor: no hot demand known yet
+    assert first.guests['od1'].budget_mb == 4
+    second = agent.run_interval()
+    st, od = second.guests['static1'], second.guests['od1']
+    assert st.budget_mb == 8 and st.hot_mb == 16
+    # 16 MiB hot, DRAM free: on_demand grows to its hot demand
+    assert od.budget_mb == 16
+    # all pages are on node 0 here: the plan demotes down to the budget
+    assert st.dram_mb == 8 and st.slow_mb == 24 and st.error is None
+    assert second.cpu_s > 0 and second.number == 2
+
+
+def test_one_guests_failure_does_not_stop_the_others(tmp_path, two_guests,
+                                                     caplog):
+    def source(g, layout, n):
+        if g.key == 'od1':
+            raise RuntimeError('tracker broke for od1')
+        return np.zeros(len(layout), np.uint8)
+    agent = make_agent(make_conf(tmp_path), source)
+    report = agent.run_interval()
+    assert report.guests['od1'].error == 'tracker broke for od1'
+    assert report.guests['static1'].error is None
+    assert report.guests['static1'].budget_mb == 8
+    assert 'guest od1: sampling failed' in caplog.text
+
+
+def test_an_exited_guest_is_dropped_and_the_rest_go_on(tmp_path,
+                                                       two_guests, caplog):
+    a, b = two_guests
+    agent = make_agent(make_conf(tmp_path), hot_first(4))
+    agent.run_interval()
+    caplog.set_level(logging.INFO)
+    a.kill()   # gone without unregistering
+    report = agent.run_interval()
+    assert set(report.guests) == {'od1'}
+    assert 'static1' not in agent.guests
+    assert 'exited' in caplog.text or 'no longer listed' in caplog.text
+
+
+def test_floors_that_do_not_fit_are_scaled_and_logged(tmp_path, two_guests,
+                                                      caplog):
+    # fast tier of the fixture is 1024 MiB; reserve all but 6 MiB
+    agent = make_agent(make_conf(tmp_path, dram_reserve_mb=1018),
+                       hot_first(4))
+    report = agent.run_interval()
+    assert report.guests['static1'].budget_mb == pytest.approx(4)
+    assert report.guests['od1'].budget_mb == pytest.approx(2)
+    assert 'MiB short' in caplog.text and 'scaled by 0.50' in caplog.text
+
+
+def run_service(tmp_path, conf_text):
+    path = tmp_path / 'memtier.conf'
+    path.write_text(conf_text)
+    return subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), 'loki-memtier-agent'),
+         '--config-file', str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=120)
+
+
+def test_service_refuses_a_malformed_option_naming_it(tmp_path):
+    res = run_service(tmp_path, '[memtier]\ninterval = soon\n'
+                                'tracker = soft_dirty\n')
+    assert res.returncode == 1
+    assert 'cannot start' in res.stdout and 'interval' in res.stdout
+    assert 'soon' in res.stdout
+
+
+@pytest.mark.skipif(os.environ.get('LOKI_SANDBOX') == '1',
+                    reason='the sandbox has a slow tier')
+def test_service_refuses_a_host_without_a_slow_tier(tmp_path):
+    res = run_service(tmp_path, '[memtier]\ntracker = soft_dirty\n'
+                                'watchers = process\n'
+                                'registration_dir = %s\n' % tmp_path)
+    assert res.returncode == 1
+    assert 'cannot start' in res.stdout
+    assert 'no slow memory tier' in res.stdout or \
+        'no memory tiers' in res.stdout

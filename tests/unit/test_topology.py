@@ -1,0 +1,138 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Topology and the kernel-fs door, on the fixture trees in
+tests/fixtures/kernfs (shaped like real sysfs)."""
+
+import os
+import re
+
+import pytest
+
+from loki_nova.memtier import kernfs
+from loki_nova.memtier import topology
+
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures',
+                        'kernfs')
+
+
+def fs(name):
+    return kernfs.KernelFS(os.path.join(FIXTURES, name))
+
+
+@pytest.mark.parametrize('text,want', [
+    ('', ()), ('0', (0,)), ('0-3,8', (0, 1, 2, 3, 8)),
+    ('10-11,2', (2, 10, 11)), ('0\n', (0,))])
+def test_parse_list(text, want):
+    assert kernfs.parse_list(text) == want
+
+
+@pytest.mark.parametrize('text', ['a', '3-1', '1-', '0,,2'])
+def test_parse_list_rejects_garbage_naming_it(text):
+    with pytest.raises(ValueError, match='not a kernel cpu/node list'):
+        kernfs.parse_list(text)
+
+
+def test_two_tiers_like_the_sandbox():
+    topo = topology.discover(fs('two_tier'))
+    assert [n.id for n in topo.fast_nodes] == [0]
+    assert [n.id for n in topo.slow_nodes] == [1]
+    node1 = topo.node(1)
+    assert node1.cpus == () and node1.total_mb == 1024
+    assert node1.kernel_tier == 144 and node1.rank == 1
+    assert topo.node(0).distances == {0: 10, 1: 20}
+    assert topo.demotion_target() == 1 and topo.promotion_target(1) == 0
+    table = topo.node_to_tier()
+    assert table[0] == 0 and table[1] == 1 and table[2] == 255
+
+
+def test_any_number_of_tiers_ranked_by_kernel_tier():
+    topo = topology.discover(fs('three_tier'))
+    assert {n.id: n.rank for n in topo.nodes} == {0: 0, 1: 0, 2: 1, 3: 2}
+    assert topo.fast_mb == 131072 and topo.slow_mb == 786432
+    # Demotion goes one tier down, to the nearest node of that tier.
+    assert topo.demotion_target(0) == 2 and topo.demotion_target(1) == 2
+    # Promotion from node 3 goes to the nearer DRAM node (17 < 28).
+    assert topo.promotion_target(3) == 0
+    assert 'slow tier 2: node 3' in topo.describe()
+
+
+@pytest.mark.parametrize('tree,said', [
+    ('one_tier', 'memory_tier4 = node0,1 puts every node in one tier'),
+    ('single_node', 'memory_tier4 = node0 puts every node in one tier'),
+    ('no_tiers', 'the kernel reports no memory tiers'),
+])
+def test_refuses_hosts_without_a_slow_tier_saying_what_it_saw(tree, said):
+    with pytest.raises(topology.TopologyError) as err:
+        topology.discover(fs(tree))
+    text = str(err.value)
+    assert said in text
+    assert 'node0 (' in text and 'node_tiers' in text
+
+
+def test_override_ranks_nodes_the_kernel_could_not():
+    topo = topology.discover(fs('one_tier'), {'0': '0', '1': '1'})
+    assert topo.source == 'override'
+    assert [n.id for n in topo.slow_nodes] == [1]
+    assert topo.node(1).kernel_tier is None
+
+
+def test_override_uses_only_the_nodes_it_names():
+    topo = topology.discover(fs('three_tier'), {0: 0, 3: 1})
+    assert [n.id for n in topo.nodes] == [0, 3]
+
+
+@pytest.mark.parametrize('override,said', [
+    ({'0': '0', '5': '1'}, 'names node 5, which does not exist'),
+    ({'0': '0', '1': '0'}, 'puts every node in one tier'),
+    ({'1': '1'}, 'gives no node rank 0 (DRAM)'),
+    ({'0': 'fast'}, 'node_tiers entry 0:fast is not node:rank'),
+    ({'-1': '0'}, 'node_tiers entry -1:0 is not node:rank'),
+])
+def test_bad_overrides_are_refused_clearly(override, said):
+    with pytest.raises(topology.TopologyError, match=re.escape(said)):
+        topology.discover(fs('one_tier'), override)
+
+
+def test_kernfs_refuses_damon_writes_without_permission(tmp_path):
+    damon = tmp_path / 'sys/kernel/mm/damon/admin/kdamonds'
+    damon.mkdir(parents=True)
+    (damon / 'nr_kdamonds').write_text('1\n')
+    k = kernfs.KernelFS(str(tmp_path))
+    with pytest.raises(PermissionError, match='refusing to write'):
+        k.write_text('sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds', 0)
+    with pytest.raises(PermissionError):
+        k.open('/sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds', 'wb')
+    assert (damon / 'nr_kdamonds').read_text() == '1\n'
+
+
+def test_kernfs_errors_name_the_file(tmp_path):
+    k = kernfs.KernelFS(str(tmp_path))
+    with pytest.raises(kernfs.KernelFSError, match='missing/file'):
+        k.read_text('missing/file')
+    (tmp_path / 'x').write_text('nope')
+    with pytest.raises(kernfs.KernelFSError, match="holds 'nope'"):
+        k.read_int('x')
+
+
+def test_process_start_time_and_maps_of_this_process():
+    k = kernfs.KernelFS()
+    start = k.process_start_time(os.getpid())
+    assert start > 0 and start == k.process_start_time(os.getpid())
+    maps = k.process_maps(os.getpid())
+    assert any(m.path.endswith('python3.11') or 'python' in m.path
+               for m in maps)
+    assert all(m.end > m.start for m in maps)
+    with pytest.raises(ProcessLookupError):
+        k.process_start_time(2 ** 22 + 12345)

@@ -1,0 +1,199 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Trackers on directory trees that stand in for the kernel files (the
+real kernels are in tests/sandbox/test_kernel.py), and tracker choice."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from loki_nova.memtier import guest
+from loki_nova.memtier import kernfs
+from loki_nova.memtier import trackers
+from loki_nova.memtier.trackers import damon
+from loki_nova.memtier.trackers import idlepage
+from loki_nova.memtier.trackers import pagemap
+from loki_nova.memtier.trackers import softdirty
+
+PID = 4242
+BASE = 0x7f0000000000
+
+
+def make_guest(pages):
+    ident = guest.Identity(PID, 1)
+    return guest.Guest('g', ident,
+                       (guest.RamRange(BASE, BASE + pages * 4096),),
+                       guest.Policy('static', 0), 'process')
+
+
+def write_pagemap(root, entries):
+    path = root / ('proc/%d/pagemap' % PID)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'wb') as f:
+        f.seek(BASE // 4096 * 8)
+        f.write(np.asarray(entries, dtype=np.uint64).tobytes())
+
+
+def test_idle_page_tracker_on_a_stand_in_tree(tmp_path):
+    # 16 pages in 4 chunks of 4; page 15 not present; frames 100..114
+    pfns = np.arange(100, 115, dtype=np.uint64)
+    entries = list(pfns | pagemap.PRESENT) + [0]
+    write_pagemap(tmp_path, entries)
+    bitmap = tmp_path / idlepage.BITMAP
+    bitmap.parent.mkdir(parents=True)
+    bitmap.write_bytes(b'\0' * 64)
+    kfs = kernfs.KernelFS(str(tmp_path))
+    t = idlepage.IdlePageTracker(kfs)
+    g = make_guest(16)
+    layout = guest.ChunkLayout(g.ranges, 4 * 4096)
+    t.update({'g': (g, layout)})
+    words = np.frombuffer(bitmap.read_bytes(), dtype=np.uint64)
+    marked = [b for b in range(512) if words[b // 64] >> np.uint64(b % 64)
+              & np.uint64(1)]
+    # exactly our frames were marked idle, nothing else
+    assert marked == list(range(100, 115))
+    # the "kernel" clears idle bits of accessed frames: all of chunk 0,
+    # half of chunk 1
+    bits = words.copy()
+    for pfn in (100, 101, 102, 103, 104, 105):
+        bits[pfn // 64] &= ~(np.uint64(1) << np.uint64(pfn % 64))
+    bitmap.write_bytes(bits.tobytes())
+    sample = t.sample(g, layout)
+    assert sample.tolist() == [20, 10, 0, 0]
+    # and everything is marked idle again for the next interval
+    again = np.frombuffer(bitmap.read_bytes(), dtype=np.uint64)
+    assert again.tolist() == words.tolist()
+
+
+def test_idle_page_tracker_needs_frame_numbers(tmp_path):
+    write_pagemap(tmp_path, [pagemap.PRESENT] * 4)
+    (tmp_path / idlepage.BITMAP).parent.mkdir(parents=True)
+    (tmp_path / idlepage.BITMAP).write_bytes(b'\0' * 8)
+    t = idlepage.IdlePageTracker(kernfs.KernelFS(str(tmp_path)))
+    g = make_guest(4)
+    with pytest.raises(PermissionError, match='CAP_SYS_ADMIN'):
+        t.update({'g': (g, guest.ChunkLayout(g.ranges, 4096))})
+
+
+def test_soft_dirty_counts_from_the_pagemap_bits(tmp_path):
+    entries = [pagemap.PRESENT | pagemap.SOFT_DIRTY] * 3 + \
+        [pagemap.PRESENT] * 5
+    write_pagemap(tmp_path, entries)
+    g = make_guest(8)
+    layout = guest.ChunkLayout(g.ranges, 4 * 4096)
+    counts = pagemap.per_chunk(
+        layout, lambda r: pagemap.read(kernfs.KernelFS(str(tmp_path)), PID,
+                                       r.start, r.size // 4096),
+        lambda e: (e & pagemap.SOFT_DIRTY) != 0)
+    assert counts.tolist() == [3, 0]
+    assert pagemap.scale(counts, layout).tolist() == [15, 0]
+
+
+def damon_tree(root, nr):
+    d = root / damon.KDAMONDS
+    d.mkdir(parents=True)
+    (d / 'nr_kdamonds').write_text('%d\n' % nr)
+    for i in range(nr):
+        (d / str(i)).mkdir()
+        (d / str(i) / 'pid').write_text('%d\n' % (900 + i))
+        (d / str(i) / 'state').write_text('on\n')
+    return d
+
+
+def snapshot(root):
+    return {str(p): p.read_bytes() for p in root.rglob('*') if p.is_file()}
+
+
+def test_damon_in_someone_elses_hands_is_left_alone(tmp_path):
+    damon_tree(tmp_path, 1)
+    before = snapshot(tmp_path)
+    with pytest.raises(trackers.TrackerUnavailable,
+                       match='1 kdamond.* did not create'):
+        damon.DamonTracker(kernfs.KernelFS(str(tmp_path)),
+                           state_dir=str(tmp_path / 'state'))
+    assert snapshot(tmp_path) == before
+
+
+def test_damon_state_file_must_match_the_running_kdamonds(tmp_path):
+    damon_tree(tmp_path, 2)
+    state = tmp_path / 'state'
+    state.mkdir()
+    (state / damon.STATE_FILE).write_text('{"kdamond_pids": [900, 777]}')
+    before = snapshot(tmp_path)
+    with pytest.raises(trackers.TrackerUnavailable, match='did not create'):
+        damon.DamonTracker(kernfs.KernelFS(str(tmp_path)),
+                           state_dir=str(state))
+    assert snapshot(tmp_path) == before
+
+
+def test_damon_regions_map_onto_chunks_hottest_wins():
+    g = make_guest(8 * 512)   # 16 MiB: 8 chunks of 2 MiB
+    layout = guest.ChunkLayout(g.ranges, 2 << 20)
+    mb = 1 << 20
+    regions = np.array([
+        [BASE - 8 * mb, BASE + 3 * mb, 4],       # starts before RAM
+        [BASE + 3 * mb, BASE + 5 * mb, 20],      # chunks 1 and 2
+        [BASE + 5 * mb, BASE + 16 * mb, 0],
+        [BASE + 16 * mb, BASE + 64 * mb, 20],    # after RAM: ignored
+    ], dtype=np.uint64)
+    out = damon.regions_to_chunks(regions, layout, max_accesses=20)
+    assert out.tolist() == [4, 20, 20, 0, 0, 0, 0, 0]
+    half = damon.regions_to_chunks(regions, layout, max_accesses=40)
+    assert half.tolist() == [2, 10, 10, 0, 0, 0, 0, 0]
+
+
+def test_auto_falls_back_and_names_every_reason(tmp_path):
+    damon_tree(tmp_path, 1)
+    with pytest.raises(trackers.TrackerUnavailable) as err:
+        trackers.create('auto', kernfs.KernelFS(str(tmp_path)),
+                        damon={'state_dir': str(tmp_path / 's')})
+    text = str(err.value)
+    assert 'damon: DAMON is in use' in text
+    assert 'idle_page: the kernel has no' in text
+    assert 'soft_dirty: ' in text
+
+
+def test_auto_picks_the_idle_page_tracker_when_damon_is_taken(tmp_path):
+    damon_tree(tmp_path, 1)
+    (tmp_path / idlepage.BITMAP).parent.mkdir(parents=True)
+    (tmp_path / idlepage.BITMAP).write_bytes(b'')
+    t = trackers.create('auto', kernfs.KernelFS(str(tmp_path)),
+                        damon={'state_dir': str(tmp_path / 's')})
+    assert t.name == 'idle_page'
+
+
+def test_unknown_tracker_kind_is_refused():
+    with pytest.raises(ValueError, match='tracker must be auto or one of'):
+        trackers.create('magic', kernfs.KernelFS('/nonexistent'))
+
+
+def _kernel_config(option):
+    try:
+        with gzip.open('/proc/config.gz', 'rt') as f:
+            return ('%s=y\n' % option) in f.read()
+    except OSError:
+        pytest.skip('this kernel does not publish /proc/config.gz')
+
+
+def test_soft_dirty_probe_agrees_with_the_kernel_config():
+    """The probe writes to and reads only this test process's own pages."""
+    if _kernel_config('CONFIG_MEM_SOFT_DIRTY'):
+        assert softdirty.SoftDirtyTracker(kernfs.KernelFS()).name == \
+            'soft_dirty'
+    else:
+        with pytest.raises(trackers.TrackerUnavailable,
+                           match='CONFIG_MEM_SOFT_DIRTY'):
+            softdirty.SoftDirtyTracker(kernfs.KernelFS())
