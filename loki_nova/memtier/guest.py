@@ -125,8 +125,10 @@ def verify(kfs, guest):
     domain uuid on its command line."""
     ident = guest.identity
     try:
-        start = kfs.process_start_time(ident.pid)
+        state, start = kfs.process_stat(ident.pid)
     except ProcessLookupError:
+        raise GuestGone(guest.key, 'process %d exited' % ident.pid)
+    if state in ('Z', 'X'):
         raise GuestGone(guest.key, 'process %d exited' % ident.pid)
     if start != ident.start_time:
         raise GuestGone(guest.key, 'pid %d was recycled (started at tick '

@@ -147,11 +147,11 @@ class KernelFS:
 
     # -- procfs ---------------------------------------------------------
 
-    def process_start_time(self, pid):
-        """Start time of ``pid`` in clock ticks since boot (field 22 of
-        /proc/PID/stat); with the pid it identifies one process for the
-        life of the machine.  Raises ``ProcessLookupError`` if there is no
-        such process."""
+    def process_stat(self, pid):
+        """(state letter, start time in clock ticks since boot) of ``pid``
+        from /proc/PID/stat (fields 3 and 22).  With the pid, the start
+        time identifies one process for the life of the machine.  Raises
+        ``ProcessLookupError`` if there is no such process."""
         try:
             text = self.read_text('proc/%d/stat' % pid)
         except KernelFSError as exc:
@@ -160,7 +160,10 @@ class KernelFS:
             raise
         # The command name (field 2) may hold spaces and parentheses.
         fields = text[text.rindex(')') + 2:].split()
-        return int(fields[19])
+        return fields[0], int(fields[19])
+
+    def process_start_time(self, pid):
+        return self.process_stat(pid)[1]
 
     def process_cmdline(self, pid):
         """argv of ``pid`` as a list of strings."""

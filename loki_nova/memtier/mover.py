@@ -48,6 +48,8 @@ import time
 
 import numpy as np
 
+from loki_nova.memtier import kernfs
+
 LOG = logging.getLogger(__name__)
 
 PAGE_SIZE = os.sysconf('SC_PAGE_SIZE')
@@ -120,12 +122,23 @@ def move_pages(pid, pages, node=None, status=None):
         if err == errno.ENODEV:
             raise NoSuchNode('node %s does not exist or has no memory'
                              % (node,))
+        if err == errno.EINVAL and _exiting(pid):
+            raise ProcessLookupError(errno.ESRCH, 'process %d is exiting'
+                                     % pid)
         if err == errno.EPERM:
             raise PermissionError(err, 'not permitted to move pages of '
                                   'process %d (needs CAP_SYS_NICE)' % pid)
         raise MoveError('move_pages(pid=%d, %d pages, node=%s) failed: %s'
                         % (pid, n, node, os.strerror(err)))
     return status
+
+
+def _exiting(pid):
+    """An exiting process has no memory left: move_pages says EINVAL."""
+    try:
+        return kernfs.KernelFS().process_stat(pid)[0] in ('Z', 'X')
+    except ProcessLookupError:
+        return True
 
 
 @dataclasses.dataclass
@@ -157,16 +170,23 @@ class MoveResult:
 
 
 class RateLimiter:
-    """A token bucket in bytes; ``acquire`` waits (interruptibly, on
-    ``stop``) until ``nbytes`` may be sent.  A rate of 0 sends nothing."""
+    """Paces bytes to ``bytes_per_s``: ``acquire(n)`` waits
+    (interruptibly, on ``stop``) until ``n`` more bytes may be sent.
 
-    def __init__(self, bytes_per_s, burst_s=0.05, clock=time.monotonic,
+    Each send is scheduled ``n / rate`` after the previous one.  When a
+    send took longer than its slot (a slow batch) the schedule is kept, so
+    the next sends go at once and the average holds; when the schedule is
+    more than ``catch_up_s`` behind, the sender was idle (between
+    intervals) and the schedule restarts now, so idleness never becomes a
+    burst.  A rate of 0 sends nothing."""
+
+    def __init__(self, bytes_per_s, catch_up_s=0.25, clock=time.monotonic,
                  stop=None):
         if bytes_per_s < 0:
             raise ValueError('bytes_per_s must be >= 0, got %r'
                              % (bytes_per_s,))
         self.rate = float(bytes_per_s)
-        self.burst = self.rate * burst_s
+        self.catch_up_s = catch_up_s
         self.clock = clock
         self.stop = stop or threading.Event()
         self._next = None
@@ -176,8 +196,8 @@ class RateLimiter:
         if self.rate <= 0:
             return False
         now = self.clock()
-        if self._next is None or self._next < now - self.burst / self.rate:
-            self._next = now - self.burst / self.rate
+        if self._next is None or self._next < now - self.catch_up_s:
+            self._next = now
         start = self._next
         self._next = start + nbytes / self.rate
         wait = start - now

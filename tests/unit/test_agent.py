@@ -40,15 +40,16 @@ FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures',
 
 
 def make_conf(tmp_path, **overrides):
+    settings = dict(dram_reserve_mb=0, watchers='process',
+                    registration_dir=tmp_path / 'guests',
+                    state_dir=tmp_path / 'state', interval=1.0)
+    settings.update(overrides)
+    path = tmp_path / 'memtier.conf'
+    path.write_text('[memtier]\n' + ''.join(
+        '%s = %s\n' % kv for kv in settings.items()))
     conf = cfg.ConfigOpts()
     memtier_conf.register_opts(conf)
-    conf([], project='loki-nova')
-    settings = dict(dram_reserve_mb=0, watchers=['process'],
-                    registration_dir=str(tmp_path / 'guests'),
-                    state_dir=str(tmp_path / 'state'), interval=1.0)
-    settings.update(overrides)
-    for k, v in settings.items():
-        conf.set_override(k, v, 'memtier')
+    conf(['--config-file', str(path)], project='loki-nova')
     return conf.memtier
 
 

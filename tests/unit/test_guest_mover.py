@@ -306,11 +306,28 @@ class _Clock:
 
 def test_rate_limiter_paces_bytes_to_the_cap():
     clock = _Clock()
-    lim = mover.RateLimiter(100 * MiB, burst_s=0.0, clock=clock, stop=clock)
+    lim = mover.RateLimiter(100 * MiB, clock=clock, stop=clock)
     for _ in range(50):
         assert lim.acquire(4 * MiB)
     # 200 MiB at 100 MiB/s: the last batch starts at 1.96 s
     assert clock.now - 100.0 == pytest.approx(1.96)
+
+
+def test_rate_limiter_catches_up_after_slow_batches_not_after_idling():
+    clock = _Clock()
+    lim = mover.RateLimiter(100 * MiB, catch_up_s=0.25, clock=clock,
+                            stop=clock)
+    lim.acquire(10 * MiB)          # slot 0.0-0.1
+    clock.now += 0.15              # the batch itself took 0.15 s
+    lim.acquire(10 * MiB)          # behind by 0.05: goes at once
+    assert clock.waits == []
+    lim.acquire(10 * MiB)          # scheduled at 0.2, now 0.15: waits
+    assert clock.waits == [pytest.approx(0.05)]
+    clock.now += 10                # idle between intervals
+    lim.acquire(10 * MiB)          # no burst: schedule restarts now
+    start = clock.now
+    lim.acquire(10 * MiB)
+    assert clock.now - start == pytest.approx(0.1)
 
 
 def test_rate_limiter_zero_sends_nothing_and_stop_interrupts():

@@ -1,0 +1,242 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The agent's hands on a real two-tier kernel: topology, trackers and the
+mover, inside the sandbox (node0 DRAM with the CPUs, node1 memory-only;
+see tools/sandbox.py).  Each test starts its own workload processes and
+moves pages only of those."""
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from loki_nova.memtier import guest
+from loki_nova.memtier import kernfs
+from loki_nova.memtier import mover
+from loki_nova.memtier import topology
+from loki_nova.memtier import trackers
+from loki_nova.memtier.trackers import damon
+from loki_nova.memtier.trackers import idlepage
+from loki_nova.memtier.trackers import softdirty
+from tests import workloads
+
+pytestmark = pytest.mark.sandbox
+
+MiB = 1024 * 1024
+KFS = kernfs.KernelFS()
+CHUNK = 2 * MiB
+
+
+def as_guest(w, key='w'):
+    return guest.Guest(key, guest.identify(KFS, w.pid),
+                       (guest.RamRange(w.start, w.end),),
+                       guest.Policy('static', 0), 'process')
+
+
+def all_pages(w):
+    return np.arange(w.start, w.end, 4096, dtype=np.uint64)
+
+
+def nodes_of(w, pages=None):
+    return mover.move_pages(w.pid, all_pages(w) if pages is None else pages)
+
+
+def test_topology_of_the_real_kernel():
+    topo = topology.discover(KFS)
+    assert [n.id for n in topo.fast_nodes] == [0]
+    assert [n.id for n in topo.slow_nodes] == [1]
+    assert topo.node(1).cpus == () and topo.node(0).cpus
+    assert topo.node(0).kernel_tier < topo.node(1).kernel_tier
+    assert topo.source == 'kernel memory tiers'
+    assert 900 < topo.node(1).total_mb <= 1024
+
+
+def sample_sum(tracker, g, layout, rounds):
+    total = np.zeros(len(layout), dtype=np.int64)
+    for _ in range(rounds):
+        total += tracker.sample(g, layout)
+    return total
+
+
+def assert_hot_hotter(total, hot_chunks):
+    hot = total[:hot_chunks]
+    cold = total[hot_chunks:]
+    assert hot.mean() > 4 * max(cold.mean(), 0.5), (hot, cold)
+    assert np.median(hot) > np.percentile(cold, 90), (hot, cold)
+
+
+def test_damon_sees_the_hot_region_hotter_than_the_cold(tmp_path):
+    with workloads.Workload('--size-mb', 64, '--hot-mb', 16) as w:
+        g = as_guest(w)
+        layout = guest.ChunkLayout(g.ranges, CHUNK)
+        t = damon.DamonTracker(KFS, state_dir=str(tmp_path))
+        try:
+            t.update({'w': (g, layout)})
+            assert KFS.read_int(damon.KDAMONDS + '/nr_kdamonds') == 1
+            # DAMON adapts its regions over a few aggregation intervals;
+            # each sample waits for one.  Bounded number of samples.
+            for _ in range(60):
+                total = sample_sum(t, g, layout, 10)
+                hot, cold = total[:8], total[8:]
+                if hot.mean() > 4 * max(cold.mean(), 0.5):
+                    break
+            assert_hot_hotter(total, 8)
+        finally:
+            t.close()
+        assert KFS.read_int(damon.KDAMONDS + '/nr_kdamonds') == 0
+        assert not os.path.exists(tmp_path / damon.STATE_FILE)
+
+
+def test_damon_leaves_a_kdamond_it_did_not_create_and_auto_falls_back(
+        tmp_path):
+    admin = kernfs.KernelFS(allow_damon_writes=True)
+    # someone else's kdamond, configured but idle
+    admin.write_text(damon.KDAMONDS + '/nr_kdamonds', 1)
+    admin.write_text(damon.KDAMONDS + '/0/contexts/nr_contexts', 1)
+    admin.write_text(damon.KDAMONDS + '/0/contexts/0/operations', 'paddr')
+    try:
+        with pytest.raises(trackers.TrackerUnavailable,
+                           match='did not create'):
+            damon.DamonTracker(KFS, state_dir=str(tmp_path))
+        t = trackers.create('auto', KFS,
+                            damon={'state_dir': str(tmp_path)})
+        assert t.name == 'soft_dirty'
+        assert KFS.read_int(damon.KDAMONDS + '/nr_kdamonds') == 1
+        assert KFS.read_text(
+            damon.KDAMONDS + '/0/contexts/0/operations') == 'paddr'
+    finally:
+        admin.write_text(damon.KDAMONDS + '/nr_kdamonds', 0)
+
+
+def test_soft_dirty_sees_the_written_region(tmp_path):
+    with workloads.Workload('--size-mb', 32, '--hot-mb', 8,
+                            '--write') as w:
+        g = as_guest(w)
+        layout = guest.ChunkLayout(g.ranges, CHUNK)
+        t = softdirty.SoftDirtyTracker(KFS)
+        t.update({'w': (g, layout)})
+        # the workload keeps writing its hot region: the next samples
+        # see it, and nothing else (the cold pages are never written)
+        deadline = time.monotonic() + 60
+        while True:
+            total = sample_sum(t, g, layout, 3)
+            if total[:4].min() > 0 or time.monotonic() > deadline:
+                break
+        assert total[:4].min() > 0
+        assert total[4:].max() == 0
+
+
+def test_idle_page_tracking_is_missing_and_said_so():
+    """No Debian kernel enables CONFIG_IDLE_PAGE_TRACKING; the tracker is
+    tested on a stand-in tree in tests/unit/test_trackers.py."""
+    with pytest.raises(trackers.TrackerUnavailable,
+                       match='CONFIG_IDLE_PAGE_TRACKING'):
+        idlepage.IdlePageTracker(KFS)
+
+
+def test_pages_go_to_node1_and_back_with_contents_intact():
+    with workloads.Workload('--size-mb', 64, '--hot-mb', 4) as w:
+        pages = all_pages(w)
+        assert (nodes_of(w) == 0).all()
+        m = mover.Mover(mover.RateLimiter(1 << 40))
+        res = m.move(w.pid, pages, 1)
+        assert res.placed == len(pages) and res.failed == 0
+        assert (nodes_of(w) == 1).all()
+        assert w.checksum_ok()
+        res = m.move(w.pid, pages, 0)
+        assert res.placed == len(pages) and res.failed == 0
+        assert (nodes_of(w) == 0).all()
+        assert w.checksum_ok()
+
+
+def test_the_rate_cap_holds_within_ten_percent():
+    with workloads.Workload('--size-mb', 64, '--hot-mb', 4) as w:
+        pages = all_pages(w)
+        # What this (emulated, shared) machine can do right now, uncapped
+        raw = mover.Mover(mover.RateLimiter(1 << 40)).move(w.pid, pages, 1)
+        raw_rate = raw.bytes_placed / raw.seconds
+        # a cap well below that, for about four seconds of moving
+        cap = min(raw_rate / 4, 16 * MiB)
+        res = mover.Mover(mover.RateLimiter(cap)).move(w.pid, pages, 0)
+        assert res.placed == len(pages) and (nodes_of(w) == 0).all()
+        rate = res.bytes_placed / res.seconds
+        assert abs(rate / cap - 1) <= 0.10, (rate / MiB, cap / MiB,
+                                             raw_rate / MiB)
+
+
+def test_a_process_exiting_mid_move_stops_the_move_cleanly():
+    with workloads.Workload('--size-mb', 64, '--hot-mb', 4) as w:
+        g = as_guest(w)
+        pages = all_pages(w)
+        m = mover.Mover(mover.RateLimiter(16 * MiB))
+        outcome = {}
+
+        def move():
+            try:
+                outcome['result'] = m.move(
+                    w.pid, pages, 1,
+                    verify=lambda: guest.verify(KFS, g))
+            except Exception as exc:
+                outcome['error'] = exc
+        th = threading.Thread(target=move)
+        th.start()
+        deadline = time.monotonic() + 60
+        while not (nodes_of(w) == 1).any():
+            assert time.monotonic() < deadline, 'no page moved in 60 s'
+        w.kill()
+        th.join(60)
+        assert not th.is_alive()
+        err = outcome.get('error')
+        assert isinstance(err, (guest.GuestGone, ProcessLookupError)), \
+            outcome
+
+
+def test_a_recycled_identity_moves_nothing():
+    with workloads.Workload('--size-mb', 16, '--hot-mb', 4) as w:
+        g = as_guest(w)
+        stale = guest.Guest(g.key, guest.Identity(
+            w.pid, g.identity.start_time + 1), g.ranges, g.policy, g.source)
+        with pytest.raises(guest.GuestGone, match='recycled'):
+            mover.Mover(mover.RateLimiter(1 << 40)).move(
+                w.pid, all_pages(w), 1,
+                verify=lambda: guest.verify(KFS, stale))
+        assert (nodes_of(w) == 0).all()
+
+
+def test_a_node_the_cpuset_forbids_is_a_clear_error(tmp_path):
+    cg = '/sys/fs/cgroup'
+    if not os.path.exists(cg + '/cgroup.controllers'):
+        assert os.system('mount -t cgroup2 none %s' % cg) == 0
+    with open(cg + '/cgroup.subtree_control', 'w') as f:
+        f.write('+cpuset')
+    child = cg + '/loki-test'
+    os.makedirs(child, exist_ok=True)
+    with workloads.Workload('--size-mb', 16, '--hot-mb', 4) as w:
+        try:
+            with open(child + '/cpuset.mems', 'w') as f:
+                f.write('0')
+            with open(child + '/cgroup.procs', 'w') as f:
+                f.write(str(w.pid))
+            with pytest.raises(mover.NodeNotAllowed,
+                               match='not allowed by the cpuset'):
+                mover.Mover(mover.RateLimiter(1 << 40)).move(
+                    w.pid, all_pages(w), 1)
+            assert (nodes_of(w) == 0).all()
+        finally:
+            with open(cg + '/cgroup.procs', 'w') as f:
+                f.write(str(w.pid))
+    os.rmdir(child)
