@@ -1,0 +1,363 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Tests marked ``sandbox`` run inside the tiered-memory sandbox guest.
+
+On the host (``LOKI_SANDBOX`` unset) each selected item carrying the
+``sandbox`` marker is replaced by a proxy item with the same node id and
+no fixtures.  The first proxy to run boots the sandbox once
+(tools/sandbox.py) and runs pytest inside it on all of those node ids;
+an in-guest hook (this module again, under ``LOKI_SANDBOX=1``) writes
+each test's outcome as JSON lines to the writable share.  Each proxy
+then reports its own test: failed with the inner traceback, skipped
+with the inner reason, or passed.
+
+If the sandbox cannot boot, the proxies fail with the reason; with
+``LOKI_SANDBOX=skip`` they skip instead.
+
+``@pytest.mark.sandbox(host=True)`` marks a test that drives the sandbox
+from the host itself (it boots its own guest): it is not proxied, it
+is skipped inside the guest and under ``LOKI_SANDBOX=skip``, and
+``-m sandbox`` / ``-m "not sandbox"`` select it like the others.
+
+Environment: ``LOKI_SANDBOX_TIMEOUT`` (seconds for the whole batch;
+default 600 plus 60 per test, at most 3600), ``LOKI_SANDBOX_CACHE``
+(tools/sandbox.py).
+"""
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MARKER = 'sandbox'
+# Written by the in-guest hook, on the writable share.
+REPORT_ENV = 'LOKI_SANDBOX_REPORT'
+REPORT_FILE = 'pytest-results.jsonl'
+TIMEOUT_ENV = 'LOKI_SANDBOX_TIMEOUT'
+# Markers the inner run evaluates; the proxy must not evaluate them again
+# on the host (a skipif's condition is about the guest).
+INNER_ONLY_MARKERS = frozenset(
+    ('skip', 'skipif', 'xfail', 'usefixtures', 'filterwarnings',
+     'parametrize'))
+
+
+def load_sandbox_tool():
+    """tools/sandbox.py as a module (it is a script, not a package)."""
+    name = 'loki_tools_sandbox'
+    if name not in sys.modules:
+        path = os.path.join(REPO_ROOT, 'tools', 'sandbox.py')
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def in_sandbox():
+    """True inside the sandbox guest."""
+    return os.environ.get('LOKI_SANDBOX') == '1'
+
+
+def sandbox_skipped():
+    """True where the user asked to skip the sandbox (LOKI_SANDBOX=skip)."""
+    return os.environ.get('LOKI_SANDBOX') == 'skip'
+
+
+def _runs_on_host(item):
+    marker = item.get_closest_marker(MARKER)
+    return marker is not None and bool(marker.kwargs.get('host'))
+
+
+# ------------------------------------------------------------ the host --
+
+class InnerFailure(Exception):
+    """A sandbox test failed inside the guest (or got no result)."""
+
+
+class SandboxBatch:
+    """One sandbox boot running pytest on all the proxied node ids."""
+
+    def __init__(self, config, nodeids):
+        self.config = config
+        self.nodeids = list(nodeids)
+        self.ran = False
+        self.error = None       # why the sandbox could not run
+        self.records = {}       # nodeid -> list of per-phase records
+        self.result = None      # the sandbox Result of the inner pytest
+        self.out_dir = None
+        self.wall = 0.0
+
+    def timeout(self):
+        value = os.environ.get(TIMEOUT_ENV)
+        if value:
+            return float(value)
+        return min(3600, 600 + 60 * len(self.nodeids))
+
+    def command(self):
+        # Hypothesis's pytest plugin imports all of Hypothesis at start-up:
+        # half a minute under TCG; a test that uses Hypothesis still can.
+        argv = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider',
+                '-p', 'no:hypothesispytest', '-q', '-rfEs',
+                '--rootdir', str(self.config.rootpath)]
+        tbstyle = getattr(self.config.option, 'tbstyle', 'auto')
+        if tbstyle and tbstyle != 'auto':
+            argv.append('--tb=%s' % tbstyle)
+        return argv + ['--'] + self.nodeids
+
+    def run(self):
+        if self.ran:
+            return
+        self.ran = True
+        if sandbox_skipped():
+            self.error = 'LOKI_SANDBOX=skip'
+            return
+        tool = load_sandbox_tool()
+        self.out_dir = tempfile.mkdtemp(prefix='loki-sandbox-pytest-')
+        started = time.monotonic()
+        try:
+            self.result = tool.run(
+                self.command(), cwd=str(self.config.rootpath),
+                env={REPORT_ENV: '%s/%s' % (tool.GUEST_OUT, REPORT_FILE)},
+                timeout=self.timeout(), out_dir=self.out_dir,
+                keep=[sys.prefix])
+        except tool.SandboxError as error:
+            self.error = 'the sandbox could not run the tests: %s' % error
+        self.wall = time.monotonic() - started
+        self._read_records()
+
+    def _read_records(self):
+        path = os.path.join(self.out_dir, REPORT_FILE)
+        try:
+            with open(path) as fh:
+                lines = fh.readlines()
+        except OSError:
+            return
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue    # a line cut short by a dying guest
+            self.records.setdefault(record['nodeid'], []).append(record)
+
+    def cleanup(self):
+        if self.out_dir:
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+
+    def output_tail(self, limit=6000):
+        if self.result is None:
+            return ''
+        return self.result.output[-limit:]
+
+    def inner_summary(self):
+        """The inner pytest's closing line ('3 passed in 40.1s'), or ''."""
+        if self.result is None:
+            return ''
+        for line in reversed(self.result.output.splitlines()):
+            line = line.strip().strip('=').strip()
+            if re.search(r'\bin [\d.]+s\b', line) and re.search(
+                    r'\d+ (passed|failed|skipped|error|deselected|xfailed|'
+                    r'xpassed|warnings?|errors)|no tests ran', line):
+                return line
+        return ''
+
+    def outcome(self, nodeid):
+        """``(outcome, text)`` for *nodeid*: passed/failed/skipped/xfailed.
+
+        A test with no record failed (the guest ended early, or the inner
+        pytest did not collect it).
+        """
+        if self.error:
+            return 'error', self.error
+        records = self.records.get(nodeid)
+        if not records:
+            for collector, found in self.records.items():
+                if found[0]['when'] == 'collect' and (
+                        nodeid.startswith(collector + '::') or
+                        nodeid.startswith(collector.rstrip('/') + '/')):
+                    return 'failed', 'collecting %s in the sandbox ' \
+                        'failed:\n%s' % (collector, found[0]['longrepr'])
+            status = self.result.returncode if self.result else None
+            return 'failed', (
+                'no result for %s from the sandbox run (inner pytest exit '
+                'status %s); its output ends:\n%s' % (
+                    nodeid, status, self.output_tail()))
+        failed = [r for r in records if r['outcome'] == 'failed']
+        if failed:
+            parts = []
+            for record in failed:
+                parts.append('%s (in the sandbox, %s)' % (
+                    record['longrepr'] or 'failed', record['when']))
+            sections = records[-1].get('sections') or []
+            for title, content in sections:
+                parts.append('%s\n%s' % (
+                    (' %s ' % title).center(70, '-'), content))
+            return 'failed', '\n'.join(parts)
+        for record in records:
+            if record['outcome'] == 'skipped':
+                if record.get('wasxfail') is not None:
+                    return 'xfailed', record['wasxfail']
+                return 'skipped', record.get('skip_reason') or 'skipped'
+        return 'passed', ''
+
+
+class SandboxProxy(pytest.Item):
+    """Stands in on the host for a test that runs in the sandbox."""
+
+    def __init__(self, *, batch, location, **kwargs):
+        super().__init__(**kwargs)
+        self.batch = batch
+        self._location = location
+
+    def reportinfo(self):
+        return self._location
+
+    def iter_markers_with_node(self, name=None):
+        for node, mark in super().iter_markers_with_node(name):
+            if mark.name not in INNER_ONLY_MARKERS:
+                yield node, mark
+
+    def runtest(self):
+        self.batch.run()
+        outcome, text = self.batch.outcome(self.nodeid)
+        if outcome == 'error':
+            if sandbox_skipped():
+                pytest.skip(text)
+            raise InnerFailure(text)
+        if outcome == 'failed':
+            raise InnerFailure(text)
+        if outcome == 'skipped':
+            pytest.skip(text)
+        if outcome == 'xfailed':
+            pytest.xfail(text)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, InnerFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+
+_BATCH = pytest.StashKey()
+
+
+def _proxy_for(item, batch):
+    proxy = SandboxProxy.from_parent(
+        item.parent, name=item.name, nodeid=item.nodeid, batch=batch,
+        location=item.reportinfo())
+    proxy.own_markers.extend(m for m in item.own_markers
+                             if m.name not in INNER_ONLY_MARKERS)
+    proxy.extra_keyword_matches.update(item.listextrakeywords())
+    return proxy
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """Replace the selected sandbox tests (-k/-m already applied)."""
+    if in_sandbox():
+        return
+    chosen = [item for item in items
+              if item.get_closest_marker(MARKER) is not None
+              and not _runs_on_host(item)]
+    if not chosen:
+        return
+    batch = SandboxBatch(config, [item.nodeid for item in chosen])
+    config.stash[_BATCH] = batch
+    proxies = {id(item): _proxy_for(item, batch) for item in chosen}
+    items[:] = [proxies.get(id(item), item) for item in items]
+
+
+def pytest_runtest_setup(item):
+    if _runs_on_host(item):
+        if in_sandbox():
+            pytest.skip('drives the sandbox from the host')
+        if sandbox_skipped():
+            pytest.skip('LOKI_SANDBOX=skip')
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    batch = config.stash.get(_BATCH, None)
+    if batch is None or not batch.ran or batch.error == 'LOKI_SANDBOX=skip':
+        return
+    write = terminalreporter.write_line
+    terminalreporter.write_sep('-', 'sandbox')
+    if batch.result is not None:
+        result = batch.result
+        write('sandbox: one boot for %d tests: %.1fs wall (guest booted in '
+              '%.1fs, inner pytest ran %.1fs, exit %d)' % (
+                  len(batch.nodeids), batch.wall,
+                  result.boot_seconds or 0, result.command_seconds or 0,
+                  result.returncode))
+        write('sandbox: inner pytest: %s' % (
+            batch.inner_summary() or 'no summary line'))
+        if config.option.verbose > 0:
+            for line in result.output.splitlines():
+                write('sandbox| ' + line)
+    else:
+        write('sandbox: %s (%.1fs)' % (batch.error, batch.wall))
+
+
+def pytest_unconfigure(config):
+    batch = config.stash.get(_BATCH, None)
+    if batch is not None:
+        batch.cleanup()
+
+
+# ----------------------------------------------------------- the guest --
+
+class _Reporter:
+    """Appends each test phase's outcome to $LOKI_SANDBOX_REPORT."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def write(self, record):
+        # One line per write, flushed at once: a guest that dies mid-run
+        # still leaves the finished tests' results.
+        with open(self.path, 'a') as fh:
+            fh.write(json.dumps(record) + '\n')
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report):
+        record = {'nodeid': report.nodeid, 'when': report.when,
+                  'outcome': report.outcome,
+                  'duration': getattr(report, 'duration', 0.0),
+                  'longrepr': None, 'skip_reason': None,
+                  'wasxfail': getattr(report, 'wasxfail', None),
+                  'sections': [list(s) for s in report.sections]}
+        if report.skipped and isinstance(report.longrepr, tuple):
+            reason = report.longrepr[2]
+            record['skip_reason'] = re.sub(r'^Skipped: ', '', reason)
+        elif report.longrepr is not None:
+            record['longrepr'] = str(report.longrepr)
+        self.write(record)
+
+    @pytest.hookimpl
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.write({'nodeid': report.nodeid, 'when': 'collect',
+                        'outcome': 'failed',
+                        'longrepr': str(report.longrepr), 'sections': []})
+
+
+def pytest_configure(config):
+    path = os.environ.get(REPORT_ENV)
+    if in_sandbox() and path:
+        config.pluginmanager.register(_Reporter(path), 'loki-sandbox-report')
