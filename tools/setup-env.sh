@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare this checkout on a Debian 12 machine, as root: the system packages
-# the build needs (only if missing), a virtualenv in .venv, and loki-nova
-# installed into it in development mode with the Cython kernel built.
+# the build and the test rigs need (only if missing), a virtualenv in .venv,
+# loki-nova installed into it in development mode with the Cython kernel
+# built, and the sandbox kernel fetched once (tools/sandbox.py fetch).
 # Idempotent; later runs only re-install the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,13 @@ import os, sys, sysconfig
 sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')) else 1)
 PY
 fi
+# The test rigs: QEMU and libvirt (TCG guests), the sandbox's initramfs
+# (busybox-static, cpio) and numactl.
+for pkg in qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev \
+        pkg-config busybox-static cpio numactl; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+        || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup-env: installing ${need_apt[*]} with apt-get" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -30,3 +38,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 .venv/bin/python -m pip install -q -e '.[test]'
 .venv/bin/python -c 'from loki_nova.memtier import classifier; assert classifier.DEFAULT_BACKEND == "compiled", "the Cython classifier did not build"'
+
+# The sandbox kernel (bookworm-backports 6.12, ~110 MB, once into
+# ~/.cache/loki-nova/sandbox or $LOKI_SANDBOX_CACHE).  Without it the
+# sandbox tests fail and say why; the rest of the suite still runs.
+"$PYTHON" tools/sandbox.py fetch >/dev/null || echo "setup-env: warning:" \
+    "could not fetch the sandbox kernel; sandbox tests will fail" \
+    "(LOKI_SANDBOX=skip skips them)" >&2
