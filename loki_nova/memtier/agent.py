@@ -84,6 +84,8 @@ class _Managed:
             len(self.layout), chunk_size, params, backend)
         self.hot_mb = 0
         self.budget_mb = None
+        #: Tier of each chunk after the last interval's moves.
+        self.tier = None
 
     def same(self, guest):
         return (guest.identity == self.guest.identity
@@ -301,6 +303,7 @@ class Agent:
                 st.demoted_mb += moved
             st.failed_pages += res.failed
             tier[chunks] = target
+        m.tier = tier
         c = plan.classification
         m.hot_mb = m.planner.hot_chunks(c.histogram) * self.chunk_size / MiB
         st.budget_mb = budget_mb

@@ -33,10 +33,12 @@ its share of the boundary level's ties, earlier parts first, so the result
 is the same as on one thread.
 """
 
+import threading
+
 import numpy as np
 
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
 from loki_nova.memtier.classifier import _common
@@ -187,6 +189,40 @@ cdef void _part_offsets(const int64_t *level_counts, int parts, const int64_t *s
         level += step
 
 
+
+# Scratch memory of the last call, kept for the next: a fresh multi-MiB
+# allocation comes from mmap and costs a page fault per 4 KiB, several
+# times the work of classifying a small guest.  One caller at a time uses
+# it (the lock is only tried, never waited on); a concurrent caller gets
+# its own allocation.
+cdef char *_pool = NULL
+cdef size_t _pool_size = 0
+_pool_lock = threading.Lock()
+
+
+cdef char *_scratch(size_t size, bint *pooled):
+    """``size`` zeroed bytes; call with the GIL held."""
+    global _pool, _pool_size
+    if _pool_lock.acquire(False):
+        if _pool_size < size:
+            free(_pool)
+            _pool = <char *>malloc(size)
+            _pool_size = size if _pool != NULL else 0
+        if _pool != NULL:
+            memset(_pool, 0, size)
+            pooled[0] = True
+            return _pool
+        _pool_lock.release()
+    pooled[0] = False
+    return <char *>calloc(size, 1)
+
+
+cdef void _release(char *scratch, bint pooled):
+    if pooled:
+        _pool_lock.release()
+    else:
+        free(scratch)
+
 def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
              uint16_t[::1] heat, int64_t budget, int64_t move_cap,
              params, int threads=1):
@@ -202,21 +238,24 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
     cdef int64_t blocks_per_part = (blocks + parts - 1) // parts if blocks \
         else 0
     cdef loki_part part[LOKI_MAX_THREADS]
-    cdef uint32_t *counts = <uint32_t *>calloc(
-        parts * LOKI_COPIES * LOKI_STRIDE, sizeof(uint32_t))
-    # Per part: fast and slow chunks per level, then per-level slots.
-    cdef int64_t *levels = <int64_t *>calloc(4 * parts * LEVELS,
-                                             sizeof(int64_t))
-    cdef int64_t *fast = <int64_t *>calloc(2 * LEVELS, sizeof(int64_t))
+    # One zeroed scratch block: per part the fast and slow chunks per
+    # level and the per-level slots, the merged fast/slow levels, then
+    # the per-part histogram copies.
+    cdef size_t levels_bytes = 4 * parts * LEVELS * sizeof(int64_t)
+    cdef size_t fast_bytes = 2 * LEVELS * sizeof(int64_t)
+    cdef bint pooled = False
+    cdef char *scratch = _scratch(
+        levels_bytes + fast_bytes
+        + parts * LOKI_COPIES * LOKI_STRIDE * sizeof(uint32_t), &pooled)
     cdef uint16_t *block_stats = <uint16_t *>calloc(2 * blocks + 2,
                                                     sizeof(uint16_t))
-    if counts == NULL or levels == NULL or fast == NULL or \
-            block_stats == NULL:
-        free(counts)
-        free(levels)
-        free(fast)
+    if scratch == NULL or block_stats == NULL:
+        _release(scratch, pooled)
         free(block_stats)
         raise MemoryError()
+    cdef int64_t *levels = <int64_t *>scratch
+    cdef int64_t *fast = <int64_t *>(scratch + levels_bytes)
+    cdef uint32_t *counts = <uint32_t *>(scratch + levels_bytes + fast_bytes)
     cdef int64_t *slow = fast + LEVELS
     cdef int64_t *part_fast = levels
     cdef int64_t *part_slow = levels + parts * LEVELS
@@ -342,9 +381,7 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
             with nogil:
                 loki_run_parts(loki_pass2_part, part, parts)
     finally:
-        free(counts)
-        free(levels)
-        free(fast)
+        _release(scratch, pooled)
         free(block_stats)
 
     return _common.Classification(

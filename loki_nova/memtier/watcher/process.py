@@ -129,7 +129,9 @@ def load(path, kfs):
 
 
 class ProcessWatcher:
-    """Guests registered in ``directory``."""
+    """Guests registered in ``directory``.  A registration is read and
+    its ranges checked against the process's mappings when it appears or
+    changes; afterwards each scan only re-checks the process identity."""
 
     source = 'process'
 
@@ -137,6 +139,18 @@ class ProcessWatcher:
         self.directory = directory
         self.kfs = kfs or kernfs_mod.KernelFS()
         self._reported = {}
+        self._loaded = {}     # path -> (stat key, guest)
+
+    def _load(self, path):
+        st = os.stat(path)
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._loaded.get(path)
+        if cached and cached[0] == key:
+            guest_mod.verify(self.kfs, cached[1])
+            return cached[1]
+        g = load(path, self.kfs)
+        self._loaded[path] = (key, g)
+        return g
 
     def scan(self):
         guests = {}
@@ -144,15 +158,18 @@ class ProcessWatcher:
             names = sorted(n for n in os.listdir(self.directory)
                            if n.endswith('.json'))
         except FileNotFoundError:
-            return guests
+            names = []
         seen = set()
         for n in names:
             path = os.path.join(self.directory, n)
             seen.add(path)
             try:
-                g = load(path, self.kfs)
+                g = self._load(path)
+            except FileNotFoundError:
+                continue      # unregistered while we looked
             except (RegistrationError, guest_mod.GuestGone,
                     ProcessLookupError) as exc:
+                self._loaded.pop(path, None)
                 # Say it once per problem, not every interval.
                 if self._reported.get(path) != str(exc):
                     self._reported[path] = str(exc)
@@ -160,6 +177,7 @@ class ProcessWatcher:
                 continue
             self._reported.pop(path, None)
             guests[g.key] = g
-        for path in set(self._reported) - seen:
-            del self._reported[path]
+        for gone in (set(self._reported) | set(self._loaded)) - seen:
+            self._reported.pop(gone, None)
+            self._loaded.pop(gone, None)
         return guests
