@@ -117,6 +117,7 @@ class SandboxBatch:
         # half a minute under TCG; a test that uses Hypothesis still can.
         argv = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider',
                 '-p', 'no:hypothesispytest', '-q', '-rfEs',
+                '--continue-on-collection-errors',
                 '--rootdir', str(self.config.rootpath)]
         tbstyle = getattr(self.config.option, 'tbstyle', 'auto')
         if tbstyle and tbstyle != 'auto':

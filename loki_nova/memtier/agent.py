@@ -287,6 +287,13 @@ class Agent:
         m.budget_mb = budget_mb
         plan = m.planner.plan(access, tier, budget_mb, rate,
                               self.conf.interval)
+        LOG.debug('guest %s: %d chunks sampled accessed, %d in DRAM; '
+                  'threshold %d, promote %d, demote %d (cap %d chunks, '
+                  'move scale %.3f)', m.guest.key,
+                  int(np.count_nonzero(access)),
+                  int(np.count_nonzero(tier == classifier.TIER_FAST)),
+                  plan.classification.threshold, len(plan.promote),
+                  len(plan.demote), plan.cap_chunks, m.planner.move_scale)
         verify = functools.partial(guest_mod.verify, self.kfs, m.guest)
         sizes = m.layout.sizes
         for chunks, target in plan.batches:

@@ -17,7 +17,8 @@
 ``python -m loki_nova.memtier.workload --size-mb 256 --hot-mb 32`` maps
 ``size`` MiB (2 MiB aligned), fills it with a deterministic pattern, keeps
 its CRC, and from then on touches every page of the hot region in a loop
-(reads, or with ``--write`` read-modify-writes that keep the bytes).  It
+(reads, or with ``--write`` read-modify-writes that keep the bytes),
+resting ``--pause-ms`` between passes.  It
 prints ``ready PID START END`` (addresses in hex), and with
 ``--register-dir`` registers itself with the process watcher.  Commands on
 stdin, one per line, each answered on stdout:
@@ -44,7 +45,8 @@ ALIGN = 2 * MiB
 
 
 class Workload:
-    def __init__(self, size_mb, hot_mb, write=False, hot_offset_mb=0):
+    def __init__(self, size_mb, hot_mb, write=False, hot_offset_mb=0,
+                 pause_ms=0):
         if hot_mb > size_mb or size_mb <= 0:
             raise ValueError('need 0 < hot_mb <= size_mb, got %d and %d'
                              % (hot_mb, size_mb))
@@ -63,6 +65,7 @@ class Workload:
         self.hot = hot_mb * MiB
         self.hot_offset = hot_offset_mb * MiB
         self.write = write
+        self.pause = pause_ms / 1000.0
         self.stop = threading.Event()
         self.passes = 0
 
@@ -87,8 +90,12 @@ class Workload:
         self.passes += 1
 
     def run(self):
+        # Between passes the toucher rests ``pause``, like a real program
+        # that does more than touch memory (and leaves CPU to others).
         while not self.stop.is_set():
             self.touch()
+            if self.pause:
+                self.stop.wait(self.pause)
 
     def checksum_ok(self):
         crc = zlib.crc32(self.mem)
@@ -101,13 +108,15 @@ def main(argv=None):
     p.add_argument('--hot-mb', type=int, default=32)
     p.add_argument('--hot-offset-mb', type=int, default=0)
     p.add_argument('--write', action='store_true')
+    p.add_argument('--pause-ms', type=float, default=0)
     p.add_argument('--register-dir')
     p.add_argument('--name', default='workload')
     p.add_argument('--policy', default='static')
     p.add_argument('--floor-mb', type=int, default=0)
     p.add_argument('--ceiling-mb', type=int)
     args = p.parse_args(argv)
-    w = Workload(args.size_mb, args.hot_mb, args.write, args.hot_offset_mb)
+    w = Workload(args.size_mb, args.hot_mb, args.write, args.hot_offset_mb,
+                 args.pause_ms)
     if args.register_dir:
         from loki_nova.memtier import guest
         from loki_nova.memtier.watcher import process

@@ -53,8 +53,9 @@ class AgentProcess:
                     registration_dir=tmp_path / 'guests',
                     state_dir=tmp_path / 'state', dram_reserve_mb=0)
         opts.update(options)
-        conf.write_text('[DEFAULT]\nlog_file = %s\n[memtier]\n%s\n' % (
-            self.log, '\n'.join('%s = %s' % kv for kv in opts.items())))
+        body = '\n'.join('%s = %s' % kv for kv in opts.items())
+        conf.write_text('[DEFAULT]\ndebug = true\nlog_file = %s\n'
+                        '[memtier]\n%s\n' % (self.log, body))
         self.proc = subprocess.Popen(
             [os.path.join(os.path.dirname(sys.executable),
                           'loki-memtier-agent'), '--config-file', str(conf)])
@@ -101,7 +102,7 @@ def wait_for_tiering(agent, w, hot_offset_mb, history):
         assert agent.proc.poll() is None, agent.text()[-3000:]
         assert n - start < MAX_INTERVALS, (history, agent.text()[-3000:])
         # wait for the agent's next interval (bounded)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while agent.intervals() == n:
             assert time.monotonic() < deadline, agent.text()[-3000:]
             time.sleep(0.05)
@@ -112,7 +113,8 @@ def test_agent_keeps_the_hot_set_in_dram_and_follows_it(tmp_path):
     with workloads.Workload('--size-mb', 256, '--hot-mb', HOT_MB,
                             '--register-dir', tmp_path / 'guests',
                             '--name', 'e2e', '--policy', 'static',
-                            '--floor-mb', BUDGET_MB, timeout=120) as w:
+                            '--floor-mb', BUDGET_MB, '--pause-ms', 20,
+                            timeout=120) as w:
         agent = AgentProcess(tmp_path)
         try:
             first = wait_for_tiering(agent, w, 0, history)
@@ -126,6 +128,8 @@ def test_agent_keeps_the_hot_set_in_dram_and_follows_it(tmp_path):
               % (first, second))
         print('history (interval, hot share on node0, node0 MiB):',
               history)
+        print('\n'.join(line for line in text.splitlines()
+                        if 'guest e2e:' in line or 'interval ' in line))
     assert status == 0, text[-3000:]
     assert 'managing guest e2e' in text
     assert 'stopped after' in text
