@@ -15,12 +15,15 @@
 """The agent's own CPU cost per interval per GiB managed.
 
 On this machine (``--tracker replay``, the default outside the sandbox):
-one large workload process (``--size-mb``, every page touched) registered
+one large workload process registered
 with the process watcher, the real agent loop with its real watcher,
 classifier, planner and mover in query mode (this machine has one NUMA
 node: nothing may move), and the replay tracker feeding synthetic DAMON-
 like samples of a Zipf 0.99 access pattern (no real tracker works on this
-machine's kernel; ``loki_nova/memtier/trackers/replay.py``).  The topology
+machine's kernel; ``loki_nova/memtier/trackers/replay.py``).  The
+process manages 64 GiB: 8 GiB of RAM (``--size-mb``, every page present)
+mapped 8 times (``--aliases``), so the agent walks 64 GiB of present pages
+on a machine of 24 GiB.  The topology
 is a stand-in for a host whose DRAM is this machine's node 0 plus a slow
 node 1 of the same size.
 
@@ -146,7 +149,12 @@ def main(argv=None):
     in_sandbox = os.environ.get('LOKI_SANDBOX') == '1'
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--size-mb', type=int,
-                        default=256 if in_sandbox else 4096)
+                        default=256 if in_sandbox else 8192)
+    parser.add_argument('--aliases', type=int,
+                        default=1 if in_sandbox else 8,
+                        help='map the workload memory this many times, so '
+                             'the agent manages aliases x size-mb of '
+                             'present pages')
     parser.add_argument('--intervals', type=int, default=12)
     parser.add_argument('--warmup', type=int, default=None,
                         help='intervals before measuring (default: enough '
@@ -162,13 +170,15 @@ def main(argv=None):
                          else 'auto')
         if args.warmup is None:
             per_interval = conf.move_rate_mb_per_s * conf.interval
-            args.warmup = int(-(-args.size_mb * 3 // 4 // per_interval)) + 3
+            args.warmup = int(-(-args.size_mb * args.aliases * 3 // 4
+                                // per_interval)) + 3
         reg = os.path.join(tmp, 'guests')
         proc = subprocess.Popen(
             [sys.executable, '-m', 'loki_nova.memtier.workload',
              '--size-mb', str(args.size_mb), '--hot-mb',
              str(max(1, args.size_mb // 8)), '--register-dir', reg,
-             '--name', 'bench', '--floor-mb', str(args.size_mb // 4)],
+             '--name', 'bench', '--aliases', str(args.aliases),
+             '--floor-mb', str(args.size_mb * args.aliases // 4)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             ready = proc.stdout.readline()

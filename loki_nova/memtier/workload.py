@@ -46,18 +46,33 @@ ALIGN = 2 * MiB
 
 class Workload:
     def __init__(self, size_mb, hot_mb, write=False, hot_offset_mb=0,
-                 pause_ms=0):
+                 pause_ms=0, aliases=1):
         if hot_mb > size_mb or size_mb <= 0:
             raise ValueError('need 0 < hot_mb <= size_mb, got %d and %d'
                              % (hot_mb, size_mb))
+        if aliases < 1:
+            raise ValueError('aliases must be >= 1, got %d' % aliases)
         self.size = size_mb * MiB
-        self._map = mmap.mmap(-1, self.size + ALIGN,
-                              flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        whole = np.frombuffer(self._map, dtype=np.uint8)
+        if aliases == 1:
+            self._maps = [mmap.mmap(-1, self.size + ALIGN,
+                                    flags=mmap.MAP_PRIVATE
+                                    | mmap.MAP_ANONYMOUS)]
+        else:
+            # One memfd mapped ``aliases`` times: that many times the
+            # address space, all of it present, on ``size`` of RAM.
+            fd = os.memfd_create('loki-workload')
+            os.ftruncate(fd, self.size)
+            self._maps = [mmap.mmap(fd, self.size) for _ in range(aliases)]
+            os.close(fd)
+        whole = np.frombuffer(self._maps[0], dtype=np.uint8)
         base = whole.ctypes.data
-        skip = (-base) % ALIGN
+        skip = (-base) % ALIGN if aliases == 1 else 0
         self.mem = whole[skip:skip + self.size]
         self.start = base + skip
+        self.ranges = [(self.start, self.start + self.size)] + [
+            (a, a + self.size) for a in
+            (np.frombuffer(m, dtype=np.uint8).ctypes.data
+             for m in self._maps[1:])]
         words = self.mem.view(np.uint64)
         words[:] = np.arange(len(words), dtype=np.uint64) * np.uint64(
             0x9E3779B97F4A7C15)
@@ -109,6 +124,10 @@ def main(argv=None):
     p.add_argument('--hot-offset-mb', type=int, default=0)
     p.add_argument('--write', action='store_true')
     p.add_argument('--pause-ms', type=float, default=0)
+    p.add_argument('--aliases', type=int, default=1,
+                   help='map the memory this many times (one memfd): a '
+                        'large address space on little RAM, for '
+                        'benchmarks; the first mapping is the one used')
     p.add_argument('--register-dir')
     p.add_argument('--name', default='workload')
     p.add_argument('--policy', default='static')
@@ -116,12 +135,12 @@ def main(argv=None):
     p.add_argument('--ceiling-mb', type=int)
     args = p.parse_args(argv)
     w = Workload(args.size_mb, args.hot_mb, args.write, args.hot_offset_mb,
-                 args.pause_ms)
+                 args.pause_ms, args.aliases)
     if args.register_dir:
         from loki_nova.memtier import guest
         from loki_nova.memtier.watcher import process
         process.register(args.register_dir, args.name, os.getpid(),
-                         [(w.start, w.end)],
+                         w.ranges,
                          guest.Policy(args.policy, args.floor_mb,
                                       args.ceiling_mb))
     toucher = threading.Thread(target=w.run, daemon=True)
