@@ -32,8 +32,9 @@ is skipped inside the guest and under ``LOKI_SANDBOX=skip``, and
 ``-m sandbox`` / ``-m "not sandbox"`` select it like the others.
 
 Environment: ``LOKI_SANDBOX_TIMEOUT`` (seconds for the whole batch;
-default 600 plus 60 per test, at most 3600), ``LOKI_SANDBOX_CACHE``
-(tools/sandbox.py).
+default 600 plus 60 per test, at most 3600), ``LOKI_SANDBOX_CPUS``
+(vCPUs, default 1: under TCG on this 2-core machine two vCPUs made the
+sandbox tests slower), ``LOKI_SANDBOX_CACHE`` (tools/sandbox.py).
 """
 
 import importlib.util
@@ -53,6 +54,7 @@ MARKER = 'sandbox'
 REPORT_ENV = 'LOKI_SANDBOX_REPORT'
 REPORT_FILE = 'pytest-results.jsonl'
 TIMEOUT_ENV = 'LOKI_SANDBOX_TIMEOUT'
+CPUS_ENV = 'LOKI_SANDBOX_CPUS'
 # Markers the inner run evaluates; the proxy must not evaluate them again
 # on the host (a skipif's condition is about the guest).
 INNER_ONLY_MARKERS = frozenset(
@@ -139,7 +141,7 @@ class SandboxBatch:
                 self.command(), cwd=str(self.config.rootpath),
                 env={REPORT_ENV: '%s/%s' % (tool.GUEST_OUT, REPORT_FILE)},
                 timeout=self.timeout(), out_dir=self.out_dir,
-                keep=[sys.prefix])
+                keep=[sys.prefix], cpus=int(os.environ.get(CPUS_ENV) or 1))
         except tool.SandboxError as error:
             self.error = 'the sandbox could not run the tests: %s' % error
         self.wall = time.monotonic() - started

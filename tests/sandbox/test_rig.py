@@ -652,7 +652,7 @@ def test_on_the_host():
 
 def _fake_inner_run(calls, error=None):
     """A stand-in for sandbox.run() that acts out an inner pytest run."""
-    def run(command, *, cwd, env, timeout, out_dir, keep=()):
+    def run(command, *, cwd, env, timeout, out_dir, keep=(), cpus=1):
         nodeids = command[command.index('--') + 1:]
         calls.append(nodeids)
         if error:
