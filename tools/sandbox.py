@@ -88,6 +88,7 @@ COMMAND_FILE = 'command.sh'
 OUTPUT_FILE = 'output.log'
 STATUS_FILE = 'status'
 TIMES_FILE = 'times'
+KEEP_FILE = 'keep'
 CONSOLE_FILE = 'console.log'
 # Exit statuses of the command line when the sandbox itself failed.
 EXIT_SANDBOX_ERROR = 125
@@ -510,6 +511,8 @@ def init_script(modules=()):
     in load order.  The command is ``command.sh`` on the writable share;
     its combined output goes to ``output.log`` there, its exit status to
     ``status`` and the guest's uptime before and after it to ``times``.
+    ``keep`` there lists host paths under the tmpfs-covered directories
+    to keep visible (bound back over the tmpfs, read-only).
     """
     mounts = '\n'.join(
         'keep_and_cover %s' % shlex.quote(path) for path in TMPFS_DIRS)
@@ -524,6 +527,7 @@ def init_script(modules=()):
         'output': OUTPUT_FILE,
         'status': STATUS_FILE,
         'times': TIMES_FILE,
+        'keep': KEEP_FILE,
     }
 
 
@@ -532,12 +536,13 @@ INIT_TEMPLATE = r'''#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
 R=/newroot
-OUT=$R%(out)s
+OUT=/out
+KEEP=/keep
 
 say() { echo "loki-sandbox: $*"; }
 die() {
     say "FATAL: $*"
-    [ -d "$OUT" ] && echo "loki-sandbox: $*" > "$OUT/%(output)s"
+    [ -n "$OUT_MOUNTED" ] && echo "loki-sandbox: $*" > "$OUT/%(output)s"
     poweroff -f
 }
 
@@ -548,6 +553,13 @@ say "init started at $(cut -d' ' -f1 /proc/uptime)s"
 for m in %(modules)s; do
     insmod "/lib/modules/$m" || die "insmod $m failed"
 done
+
+# The writable share first: it holds the command and the paths to keep.
+mkdir -p $OUT
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=%(msize)s,cache=none \
+    %(out_tag)s $OUT || die "cannot mount the output share (9p %(out_tag)s)"
+OUT_MOUNTED=1
+cp $OUT/%(keep)s $KEEP 2>/dev/null || : > $KEEP
 
 mkdir -p $R
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=%(msize)s,cache=loose,ro \
@@ -561,11 +573,12 @@ mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $R/dev/pts
 [ -d $R/sys/kernel/debug ] && mount -t debugfs debugfs $R/sys/kernel/debug
 
 # Writable tmpfs over host directories; host paths below them that the
-# command needs (listed in /keep, e.g. a checkout in /tmp) are bound back.
+# command needs (listed in the share's keep, e.g. a checkout in /tmp) are
+# bound back.
 keep_and_cover() {
     dir=$1
     n=0
-    for path in $(cat /keep); do
+    for path in $(cat $KEEP); do
         case "$path" in
         "$dir"/*)
             n=$((n + 1))
@@ -576,7 +589,7 @@ keep_and_cover() {
     done
     mount -t tmpfs -o mode=1777,size=50%% tmpfs "$R$dir" || die "tmpfs $dir"
     n=0
-    for path in $(cat /keep); do
+    for path in $(cat $KEEP); do
         case "$path" in
         "$dir"/*)
             n=$((n + 1))
@@ -588,9 +601,9 @@ keep_and_cover() {
 }
 %(tmpfs_mounts)s
 
-mkdir -p $OUT
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=%(msize)s,cache=none \
-    %(out_tag)s $OUT || die "cannot mount the output share (9p %(out_tag)s)"
+mkdir -p $R%(out)s
+mount --move $OUT $R%(out)s || die "cannot move the output share"
+OUT=$R%(out)s
 
 # The kernel's own tiering stays off unless a test turns it on.
 echo 0 > /proc/sys/kernel/numa_balancing
@@ -647,7 +660,7 @@ def _read_module(path):
     return data
 
 
-def initramfs_entries(modules_root, busybox=DEFAULT_BUSYBOX, keep=()):
+def initramfs_entries(modules_root, busybox=DEFAULT_BUSYBOX):
     """The initramfs's cpio entries (see cpio_archive)."""
     directory = stat.S_IFDIR | 0o755
     entries = [(name, directory, b'', (0, 0)) for name in (
@@ -670,20 +683,16 @@ def initramfs_entries(modules_root, busybox=DEFAULT_BUSYBOX, keep=()):
                         (0, 0)))
     entries.append(('init', stat.S_IFREG | 0o755,
                     init_script(names).encode(), (0, 0)))
-    entries.append(('keep', stat.S_IFREG | 0o644,
-                    ''.join(path + '\n' for path in keep).encode(), (0, 0)))
     return entries
 
 
-def build_initramfs(out_path, modules_root, busybox=DEFAULT_BUSYBOX,
-                    keep=()):
+def build_initramfs(out_path, modules_root, busybox=DEFAULT_BUSYBOX):
     """Write the busybox initramfs (cpio newc, uncompressed) to *out_path*.
 
     It holds /init (init_script), a static busybox, the 9p modules and
-    what they depend on (decompressed), /dev/console, and /keep: host
-    paths inside the tmpfs-covered directories to keep visible.
+    what they depend on (decompressed) and /dev/console.
     """
-    data = cpio_archive(initramfs_entries(modules_root, busybox, keep))
+    data = cpio_archive(initramfs_entries(modules_root, busybox))
     _atomic_write(out_path, data)
     return out_path
 
@@ -703,8 +712,7 @@ def _keep_paths(paths):
     return kept
 
 
-def ensure_initramfs(cache_dir=None, modules_root=None, busybox=None,
-                     keep=()):
+def ensure_initramfs(cache_dir=None, modules_root=None, busybox=None):
     """The cached initramfs for this kernel, init script and busybox.
 
     Keyed by a hash of what goes in, so it is rebuilt when any of them
@@ -716,7 +724,6 @@ def ensure_initramfs(cache_dir=None, modules_root=None, busybox=None,
         modules_root = ensure_kernel(cache)[1]
     digest = hashlib.sha256()
     digest.update(init_script().encode())
-    digest.update(''.join(path + '\n' for path in keep).encode())
     digest.update(os.path.realpath(modules_root).encode())
     try:
         with open(busybox, 'rb') as fh:
@@ -731,7 +738,7 @@ def ensure_initramfs(cache_dir=None, modules_root=None, busybox=None,
     if not os.path.isfile(path):
         with _locked(cache):
             if not os.path.isfile(path):
-                build_initramfs(path, modules_root, busybox, keep)
+                build_initramfs(path, modules_root, busybox)
     return path
 
 
@@ -878,8 +885,8 @@ def run(command, *, cwd=None, env=None, timeout=DEFAULT_TIMEOUT,
     cwd = os.path.abspath(cwd or os.getcwd())
     qemu = qemu_binary()
     vmlinuz, modules_root = ensure_kernel(cache_dir)
-    initrd = ensure_initramfs(cache_dir, modules_root,
-                              keep=_keep_paths([cwd, REPO_ROOT, *keep]))
+    initrd = ensure_initramfs(cache_dir, modules_root)
+    kept = _keep_paths([cwd, REPO_ROOT, *keep])
     with contextlib.ExitStack() as stack:
         if out_dir is None:
             out_dir = stack.enter_context(
@@ -890,6 +897,8 @@ def run(command, *, cwd=None, env=None, timeout=DEFAULT_TIMEOUT,
                 os.unlink(os.path.join(out_dir, name))
         with open(os.path.join(out_dir, COMMAND_FILE), 'w') as fh:
             fh.write(command_script(command, cwd, guest_env(env)))
+        with open(os.path.join(out_dir, KEEP_FILE), 'w') as fh:
+            fh.write(''.join(path + '\n' for path in kept))
         console = os.path.join(out_dir, CONSOLE_FILE)
         argv = qemu_command(kernel=vmlinuz, initrd=initrd, out_dir=out_dir,
                             console_log=console, node_mib=node_mib,

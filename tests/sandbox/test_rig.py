@@ -544,12 +544,17 @@ def test_run_returns_status_output_and_times(fake_sandbox, monkeypatch):
     assert initrd.startswith(str(fake_sandbox / 'cache' / 'initramfs-'))
     assert _qemu_args(argv, '-kernel') == [
         str(fake_sandbox / 'cache' / 'kernel-x' / 'boot' / 'vmlinuz')]
-    # The initramfs is cached: a second run reuses the same file.
+    assert (out / 'keep').read_text() == ''
+    # The initramfs is cached: a second run reuses the same file.  A cwd
+    # under /tmp (covered by tmpfs in the guest) is listed to be kept.
     before = os.stat(initrd).st_mtime_ns
-    sandbox.run(['true'], cwd='/', out_dir=str(out))
+    sandbox.run(['true'], cwd=str(fake_sandbox), out_dir=str(out))
     assert _qemu_args((out / 'argv').read_text().splitlines(),
                       '-initrd') == [initrd]
     assert os.stat(initrd).st_mtime_ns == before
+    if str(fake_sandbox).startswith('/tmp/'):
+        assert (out / 'keep').read_text() == '%s\n' % os.path.realpath(
+            fake_sandbox)
 
 
 def test_initramfs_is_rebuilt_when_its_inputs_change(fake_sandbox):
