@@ -739,7 +739,23 @@ def ensure_initramfs(cache_dir=None, modules_root=None, busybox=None):
         with _locked(cache):
             if not os.path.isfile(path):
                 build_initramfs(path, modules_root, busybox)
+                _prune_initramfs(cache, path)
+    with contextlib.suppress(OSError):
+        os.utime(path)      # in use: see _prune_initramfs
     return path
+
+
+def _prune_initramfs(cache, keep, unused_days=2):
+    """Remove other initramfs images no run has used for a while.
+
+    Another checkout sharing the cache may still use an older one, so
+    only those untouched for *unused_days* go.
+    """
+    limit = time.time() - unused_days * 86400
+    for old in glob.glob(os.path.join(cache, 'initramfs-*.cpio')):
+        with contextlib.suppress(OSError):
+            if old != keep and os.stat(old).st_mtime < limit:
+                os.unlink(old)
 
 
 # ----------------------------------------------------------------- qemu --

@@ -547,11 +547,11 @@ def test_run_returns_status_output_and_times(fake_sandbox, monkeypatch):
     assert (out / 'keep').read_text() == ''
     # The initramfs is cached: a second run reuses the same file.  A cwd
     # under /tmp (covered by tmpfs in the guest) is listed to be kept.
-    before = os.stat(initrd).st_mtime_ns
+    before = os.stat(initrd).st_ino     # rebuilt means replaced
     sandbox.run(['true'], cwd=str(fake_sandbox), out_dir=str(out))
     assert _qemu_args((out / 'argv').read_text().splitlines(),
                       '-initrd') == [initrd]
-    assert os.stat(initrd).st_mtime_ns == before
+    assert os.stat(initrd).st_ino == before
     if str(fake_sandbox).startswith('/tmp/'):
         assert (out / 'keep').read_text() == '%s\n' % os.path.realpath(
             fake_sandbox)
@@ -560,9 +560,15 @@ def test_run_returns_status_output_and_times(fake_sandbox, monkeypatch):
 def test_initramfs_is_rebuilt_when_its_inputs_change(fake_sandbox):
     first = sandbox.ensure_initramfs()
     assert sandbox.ensure_initramfs() == first
+    stale = fake_sandbox / 'cache' / 'initramfs-0000.cpio'
+    stale.write_bytes(b'')
+    os.utime(stale, (0, 0))
     (fake_sandbox / 'busybox').write_bytes(b'another busybox')
     second = sandbox.ensure_initramfs()
     assert second != first and os.path.exists(second)
+    # Recently used images stay (another checkout may use them); long
+    # unused ones go.
+    assert os.path.exists(first) and not stale.exists()
     listing = subprocess.run(['cpio', '-it', '--quiet'],
                              stdin=open(second, 'rb'), capture_output=True)
     if listing.returncode == 0:
