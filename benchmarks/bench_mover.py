@@ -44,6 +44,7 @@ import zlib
 
 import numpy as np
 
+from loki_nova.conf import memtier as memtier_conf
 from loki_nova.memtier import guest
 from loki_nova.memtier import kernfs
 from loki_nova.memtier import mover
@@ -56,8 +57,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--size-mb', type=int, default=128)
     parser.add_argument('--repeat', type=int, default=5)
+    parser.add_argument('--batch-pages', type=int, default=None,
+                        help='pages per move_pages call of the mover '
+                             '(default: [memtier] move_batch_pages)')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args(argv)
+    if args.batch_pages is None:
+        args.batch_pages = next(o.default for o in memtier_conf.memtier_opts
+                                if o.name == 'move_batch_pages')
     kfs = kernfs.KernelFS()
     if not kfs.exists('sys/devices/system/node/node1'):
         parser.exit(2, 'bench_mover: needs a second NUMA node; run it in the '
@@ -80,7 +87,7 @@ def main(argv=None):
         return len(pages) / (time.perf_counter() - t0)
 
     def moved(node, limiter):
-        res = mover.Mover(limiter).move(
+        res = mover.Mover(limiter, batch_pages=args.batch_pages).move(
             pid, pages, node, verify=lambda: guest.verify(kfs, me))
         assert res.placed == len(pages), res
         return res.placed / res.seconds
@@ -104,6 +111,7 @@ def main(argv=None):
         errors.append(abs(achieved / cap - 1))
     report = {
         'pages': len(pages),
+        'batch_pages': args.batch_pages,
         'repeat': args.repeat,
         'raw_pages_per_s': round(raw_pps),
         'mover_pages_per_s': round(mover_pps),

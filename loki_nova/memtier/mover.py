@@ -256,13 +256,15 @@ class Mover:
         if self.query_only:
             status = move_pages(pid, pages)
             res.placed = int((status == node).sum())
-            res.absent = int(np.isin(status, _SKIP).sum())
+            res.absent = int(((status == -errno.ENOENT)
+                              | (status == -errno.EFAULT)).sum())
             return res
         status = move_pages(pid, pages, node)
         pending = np.ones(len(pages), dtype=bool)
         for attempt in range(self.retries + 1):
             done = pending & (status == node)
-            skip = pending & np.isin(status, _SKIP)
+            skip = pending & ((status == -errno.ENOENT)
+                              | (status == -errno.EFAULT))
             shared = pending & (status == -errno.EACCES)
             res.placed += int(done.sum())
             res.absent += int(skip.sum())
