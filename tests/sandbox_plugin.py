@@ -183,14 +183,16 @@ class SandboxBatch:
         return ''
 
     def outcome(self, nodeid):
-        """``(outcome, text)`` for *nodeid*: passed/failed/skipped/xfailed.
+        """``(outcome, text)`` for *nodeid*: passed/failed/skipped/xfailed,
+        or error when the sandbox could not run it.
 
         A test with no record failed (the guest ended early, or the inner
         pytest did not collect it).
         """
-        if self.error:
-            return 'error', self.error
         records = self.records.get(nodeid)
+        if not records and self.error:
+            # Tests that finished before a timeout keep their own results.
+            return 'error', self.error
         if not records:
             for collector, found in self.records.items():
                 if found[0]['when'] == 'collect' and (
@@ -204,12 +206,24 @@ class SandboxBatch:
                 'status %s); its output ends:\n%s' % (
                     nodeid, status, self.output_tail()))
         failed = [r for r in records if r['outcome'] == 'failed']
+        if not failed and not any(r['when'] == 'teardown' for r in records):
+            return 'failed', '%s did not finish in the sandbox: %s' % (
+                nodeid, self.error or 'the guest ended early; its output '
+                'ends:\n' + self.output_tail())
         if failed:
-            parts = []
+            # The first line is what pytest's short summary shows.
+            parts = ['in the sandbox: %s' % (
+                failed[0].get('crash') or 'failed in ' + failed[0]['when'])]
             for record in failed:
                 parts.append('%s (in the sandbox, %s)' % (
                     record['longrepr'] or 'failed', record['when']))
-            sections = records[-1].get('sections') or []
+            # Each phase's report repeats the sections of the phases
+            # before it; show each once.
+            sections = []
+            for record in records:
+                for section in record.get('sections') or []:
+                    if section not in sections:
+                        sections.append(section)
             for title, content in sections:
                 parts.append('%s\n%s' % (
                     (' %s ' % title).center(70, '-'), content))
@@ -243,12 +257,13 @@ class SandboxProxy(pytest.Item):
         outcome, text = self.batch.outcome(self.nodeid)
         if outcome == 'error':
             if sandbox_skipped():
-                pytest.skip(text)
+                raise pytest.skip.Exception(text, _use_item_location=True)
             raise InnerFailure(text)
         if outcome == 'failed':
             raise InnerFailure(text)
         if outcome == 'skipped':
-            pytest.skip(text)
+            # Reported at the test, not at this line.
+            raise pytest.skip.Exception(text, _use_item_location=True)
         if outcome == 'xfailed':
             pytest.xfail(text)
 
@@ -290,9 +305,12 @@ def pytest_collection_modifyitems(session, config, items):
 def pytest_runtest_setup(item):
     if _runs_on_host(item):
         if in_sandbox():
-            pytest.skip('drives the sandbox from the host')
-        if sandbox_skipped():
-            pytest.skip('LOKI_SANDBOX=skip')
+            reason = 'drives the sandbox from the host'
+        elif sandbox_skipped():
+            reason = 'LOKI_SANDBOX=skip'
+        else:
+            return
+        raise pytest.skip.Exception(reason, _use_item_location=True)
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -303,9 +321,10 @@ def pytest_terminal_summary(terminalreporter, config):
     terminalreporter.write_sep('-', 'sandbox')
     if batch.result is not None:
         result = batch.result
-        write('sandbox: one boot for %d tests: %.1fs wall (guest booted in '
+        count = len(batch.nodeids)
+        write('sandbox: one boot for %d test%s: %.1fs wall (guest booted in '
               '%.1fs, inner pytest ran %.1fs, exit %d)' % (
-                  len(batch.nodeids), batch.wall,
+                  count, '' if count == 1 else 's', batch.wall,
                   result.boot_seconds or 0, result.command_seconds or 0,
                   result.returncode))
         write('sandbox: inner pytest: %s' % (
@@ -350,6 +369,8 @@ class _Reporter:
             record['skip_reason'] = re.sub(r'^Skipped: ', '', reason)
         elif report.longrepr is not None:
             record['longrepr'] = str(report.longrepr)
+            crash = getattr(report.longrepr, 'reprcrash', None)
+            record['crash'] = getattr(crash, 'message', None)
         self.write(record)
 
     @pytest.hookimpl

@@ -661,8 +661,12 @@ def test_on_the_host():
 '''
 
 
-def _fake_inner_run(calls, error=None):
-    """A stand-in for sandbox.run() that acts out an inner pytest run."""
+def _fake_inner_run(calls, error=None, hang_in=None):
+    """A stand-in for sandbox.run() that acts out an inner pytest run.
+
+    With *hang_in*, the run times out in that test: those before it have
+    results, it has only its setup, those after it have none.
+    """
     def run(command, *, cwd, env, timeout, out_dir, keep=(), cpus=1):
         nodeids = command[command.index('--') + 1:]
         calls.append(nodeids)
@@ -679,16 +683,23 @@ def _fake_inner_run(calls, error=None):
             if name == 'test_skipped_inside':
                 lines[-1].update(outcome='skipped',
                                  skip_reason='no DAMON in here')
+                lines.append(dict(base, when='teardown', outcome='passed'))
                 continue
+            if name == hang_in:
+                break
             call = dict(base, when='call', outcome='passed')
             if name == 'test_fails':
                 call.update(outcome='failed',
                             longrepr='AssertionError: boom inside',
+                            crash='AssertionError: boom inside',
                             sections=[['Captured stdout call', 'chatter']])
             lines.append(call)
+            lines.append(dict(base, when='teardown', outcome='passed'))
         path = os.path.join(out_dir, sandbox_plugin.REPORT_FILE)
         with open(path, 'w') as fh:
             fh.writelines(json.dumps(line) + '\n' for line in lines)
+        if hang_in:
+            raise sandbox.SandboxTimeout('did not finish within 60s')
         return sandbox.Result(1, 'inner output\n== 1 failed, 4 passed, '
                               '1 skipped in 12.3s ==\n', elapsed=20.0,
                               boot_seconds=7.0, command_seconds=12.5)
@@ -718,6 +729,8 @@ def test_plugin_batches_and_reports_each_test(plugin_pytester, monkeypatch):
                       'test_things.py::test_param[2]']]
     text = result.stdout.str()
     assert 'boom inside (in the sandbox, call)' in text
+    assert 'FAILED test_things.py::test_fails - in the sandbox: ' \
+        'AssertionError: boom inside' in text
     assert 'chatter' in text
     assert 'no DAMON in here' in text
     assert 'no result for test_things.py::test_no_result' in text
@@ -751,6 +764,21 @@ def test_plugin_fails_when_the_sandbox_cannot_boot(plugin_pytester,
     result.assert_outcomes(passed=1, failed=6)
     assert len(calls) == 1
     assert 'qemu-system-x86_64 not found' in result.stdout.str()
+
+
+def test_plugin_after_a_timeout_keeps_the_finished_results(
+        plugin_pytester, monkeypatch):
+    calls = []
+    monkeypatch.setattr(sandbox, 'run',
+                        _fake_inner_run(calls, hang_in='test_param[1]'))
+    result = plugin_pytester.runpytest_inprocess('-p', 'no:cacheprovider',
+                                                 '-rA')
+    # passes, host: passed; fails, no_result, param[1], param[2]: failed.
+    result.assert_outcomes(passed=2, failed=4, skipped=1)
+    text = result.stdout.str()
+    assert 'test_param[1] did not finish in the sandbox: the sandbox ' \
+        'could not run the tests: did not finish within 60s' in text
+    assert 'boom inside' in text
 
 
 def test_plugin_skips_with_loki_sandbox_skip(plugin_pytester, monkeypatch):
