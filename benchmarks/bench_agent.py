@@ -104,7 +104,7 @@ def make_conf(tmp, tracker):
     return conf.memtier
 
 
-def zipf_source(chunks_hint, seed=1, recorded=8):
+def zipf_source(seed=1, recorded=8):
     """Replay ``recorded`` intervals of sampled Zipf 0.99 accesses."""
     cache = {}
 
@@ -164,6 +164,10 @@ def main(argv=None):
                         default='damon' if in_sandbox else 'replay')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args(argv)
+    if args.tracker == 'damon' and not in_sandbox:
+        # DAMON on this machine belongs to the machine (shared/RIG.md).
+        parser.exit(2, 'bench_agent: --tracker damon runs only in the '
+                       'sandbox (python3 tools/sandbox.py run -- ...)\n')
     kfs = kernfs.KernelFS()
     with tempfile.TemporaryDirectory() as tmp:
         conf = make_conf(tmp, 'damon' if args.tracker == 'damon'
@@ -187,7 +191,7 @@ def main(argv=None):
             if args.tracker == 'replay':
                 agent = VirtualPlacementAgent(
                     conf, topology=stand_in_topology(kfs),
-                    tracker=replay.ReplayTracker(zipf_source(0)),
+                    tracker=replay.ReplayTracker(zipf_source()),
                     mover=mover.Mover(mover.RateLimiter(1 << 50),
                                       query_only=True))
             else:

@@ -15,6 +15,7 @@
 """Start ``loki_nova.memtier.workload`` processes for tests and talk to
 them; every process started here is ended here, by pid."""
 
+import os
 import select
 import subprocess
 import sys
@@ -28,6 +29,7 @@ class Workload:
             [sys.executable, '-m', 'loki_nova.memtier.workload',
              *map(str, args)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._buf = b''
         try:
             word, pid, start, end = self.reply().split()
         except Exception:
@@ -40,18 +42,21 @@ class Workload:
     def reply(self):
         """The next line, waiting at most ``timeout`` seconds."""
         deadline = time.monotonic() + self.timeout
-        while True:
+        fd = self.proc.stdout.fileno()
+        while b'\n' not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError('workload %d did not answer in %.0f s'
                                    % (self.proc.pid, self.timeout))
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            ready, _, _ = select.select([fd], [], [], left)
             if ready:
-                line = self.proc.stdout.readline()
-                if not line:
+                data = os.read(fd, 4096)
+                if not data:
                     raise EOFError('workload %d exited (status %s)'
                                    % (self.proc.pid, self.proc.poll()))
-                return line.strip()
+                self._buf += data
+        line, self._buf = self._buf.split(b'\n', 1)
+        return line.decode().strip()
 
     def command(self, text):
         self.proc.stdin.write(text + '\n')

@@ -73,7 +73,7 @@ def main(argv=None):
     try:
         agent = agent_mod.Agent(conf.memtier, stop=stop)
     except (topology.TopologyError, trackers.TrackerUnavailable,
-            cfg.Error, ValueError) as exc:
+            cfg.Error, ValueError, OSError) as exc:
         LOG.error('cannot start: %s', exc)
         return 1
     LOG.info('loki-memtier-agent started: %d watcher(s), %s tracker, '

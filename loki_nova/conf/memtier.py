@@ -93,7 +93,9 @@ memtier_opts = [
         default='auto',
         choices=[('auto', 'the first the kernel offers, in the order below'),
                  ('damon', 'DAMON virtual-address monitoring through sysfs; '
-                           'used only when no one else runs a kdamond'),
+                           'used only when the kernel has DAMON_VADDR, no '
+                           'kernel module (DAMON_RECLAIM, LRU_SORT, STAT) '
+                           'runs DAMON and every kdamond is the agent\'s'),
                  ('idle_page', 'the idle-page bitmap '
                                '(CONFIG_IDLE_PAGE_TRACKING)'),
                  ('soft_dirty', 'soft-dirty bits (writes only; the last '
@@ -138,9 +140,10 @@ memtier_opts = [
         'move_batch_pages',
         default=4096,
         min=1,
-        help='Most 4 KiB pages passed to one move_pages(2) call. The '
-             'guest\'s identity is re-checked before every call. Default '
-             '4096 (16 MiB).'),
+        help='Most 4 KiB pages passed to one move_pages(2) call; a batch '
+             'is also kept to a tenth of a second at the move rate cap (and '
+             'at least 16 pages). The guest\'s identity is re-checked before '
+             'every call. Default 4096 (16 MiB).'),
     cfg.IntOpt(
         'probes_per_chunk',
         default=1,

@@ -47,6 +47,8 @@ from loki_nova.memtier import trackers
 
 LOG = logging.getLogger(__name__)
 MiB = 1024 * 1024
+#: Pages probed in a chunk whose first probes found nothing present.
+REPROBES = 16
 
 
 @dataclasses.dataclass
@@ -88,6 +90,7 @@ class _Managed:
         self.tier = None
 
     def same(self, guest):
+        """Still the same process and memory (the policy may change)."""
         return (guest.identity == self.guest.identity
                 and guest.ranges == self.guest.ranges)
 
@@ -147,7 +150,9 @@ class Agent:
             name = type(w).__name__
             try:
                 seen = w.scan()
-            except WatcherUnavailable as exc:
+            except Exception as exc:
+                if not isinstance(exc, WatcherUnavailable):
+                    LOG.exception('%s failed', name)
                 if self._watch_errors.get(name) != str(exc):
                     LOG.warning('%s unavailable, keeping its %d known '
                                 'guest(s): %s', name,
@@ -161,33 +166,57 @@ class Agent:
             found.update(seen)
         return found
 
+    def _forget_seen(self, key):
+        for seen in self._last_seen.values():
+            seen.pop(key, None)
+
     def _reconcile(self, found):
         for key in list(self.guests):
             if key not in found or not self.guests[key].same(found[key]):
                 self._drop(key, 'no longer %s' % (
                     'listed' if key not in found else 'the same process'))
+            elif found[key].policy != self.guests[key].guest.policy:
+                LOG.info('guest %s: policy changed from %s to %s', key,
+                         self.guests[key].guest.policy, found[key].policy)
+                self.guests[key].guest = found[key]
         for key, g in found.items():
-            if key not in self.guests:
+            if key in self.guests:
+                continue
+            try:
+                # Nothing is done to a process (not even tracker set-up)
+                # before its identity is checked.
+                guest_mod.verify(self.kfs, g)
                 m = _Managed(g, self.chunk_size, self.params,
                              self.conf.classifier_backend)
-                self.guests[key] = m
-                LOG.info('managing guest %s (%s, %s; %d MiB in %d chunks; '
-                         '%s, floor %d MiB, ceiling %d MiB)', key, g.source,
-                         g.identity.describe(), g.ram_bytes // MiB,
-                         len(m.layout), g.policy.policy, g.policy.floor_mb,
-                         g.policy.ceiling_mb)
+            except guest_mod.GuestGone as exc:
+                LOG.info('not managing %s: %s', key, exc)
+                self._forget_seen(key)
+                continue
+            except Exception:
+                LOG.exception('cannot manage guest %s', key)
+                continue
+            self.guests[key] = m
+            LOG.info('managing guest %s (%s, %s; %d MiB in %d chunks; '
+                     '%s, floor %d MiB, ceiling %d MiB)', key, g.source,
+                     g.identity.describe(), g.ram_bytes // MiB,
+                     len(m.layout), g.policy.policy, g.policy.floor_mb,
+                     g.policy.ceiling_mb)
 
     def _drop(self, key, reason):
         if self.guests.pop(key, None) is not None:
             LOG.info('guest %s dropped: %s', key, reason)
             self.tracker.forget(key)
+        if isinstance(reason, (guest_mod.GuestGone, ProcessLookupError)):
+            # A watcher that is down must not bring it back.
+            self._forget_seen(key)
 
     # -- observe ------------------------------------------------------------
 
-    def chunk_tiers(self, m):
-        """Tier code of every chunk, from a query of a few pages each:
-        the majority of present pages decides; none present is absent."""
-        addrs, owner = m.layout.probes(self.conf.probes_per_chunk)
+    def _probe(self, m, chunks, per_chunk):
+        """Tier codes of ``chunks`` (all when None) from a move_pages query
+        of ``per_chunk`` pages each: the majority of present pages decides;
+        none present is absent."""
+        addrs, owner = m.layout.probes(per_chunk, chunks)
         status = self.mover.query(m.guest.identity.pid, addrs)
         code = np.where(status >= 0,
                         self.tier_of_node[np.clip(status, 0, 255)],
@@ -199,9 +228,21 @@ class Agent:
         slow = np.bincount(owner[slow_mask], minlength=n)
         slow_code = np.zeros(n, dtype=np.uint8)
         np.maximum.at(slow_code, owner[slow_mask], code[slow_mask])
-        return np.where((fast >= slow) & (fast > 0), classifier.TIER_FAST,
+        tier = np.where((fast >= slow) & (fast > 0), classifier.TIER_FAST,
                         np.where(slow > 0, slow_code,
                                  classifier.TIER_ABSENT)).astype(np.uint8)
+        return tier if chunks is None else tier[chunks]
+
+    def chunk_tiers(self, m):
+        """Tier code of every chunk.  A chunk whose probes found no page
+        is probed again at more pages before it counts as absent (absent
+        chunks are never moved, so one left in DRAM would escape the
+        budget)."""
+        tier = self._probe(m, None, self.conf.probes_per_chunk)
+        absent = np.flatnonzero(tier == classifier.TIER_ABSENT)
+        if len(absent):
+            tier[absent] = self._probe(m, absent, REPROBES)
+        return tier
 
     # -- budget -----------------------------------------------------------
 
@@ -252,7 +293,11 @@ class Agent:
             except Exception as exc:
                 LOG.exception('guest %s: sampling failed', key)
                 stats[key].error = str(exc)
-        budgets = self.budgets(list(observed))
+        try:
+            budgets = self.budgets(list(observed))
+        except Exception:
+            LOG.exception('the arbiter failed; no moves this interval')
+            observed = {}
         share = self.conf.move_rate_mb_per_s * MiB / max(1, len(observed))
         for key, (access, tier) in observed.items():
             if self.stop.is_set():
@@ -263,6 +308,9 @@ class Agent:
             except (guest_mod.GuestGone, ProcessLookupError) as exc:
                 self._drop(key, exc)
                 stats.pop(key, None)
+            except mover_mod.MoveError as exc:
+                LOG.error('guest %s: %s', key, exc)
+                st.error = str(exc)
             except Exception as exc:
                 LOG.exception('guest %s: tiering failed', key)
                 st.error = str(exc)
@@ -301,15 +349,26 @@ class Agent:
                 node = self.topology.promotion_target()
             else:
                 node = self.topology.demotion_target()
-            res = self.mover.move(m.guest.identity.pid,
-                                  m.layout.pages(chunks), node, verify)
+            pages = m.layout.pages(chunks)
+            res = self.mover.move(m.guest.identity.pid, pages, node, verify)
             moved = res.bytes_placed / MiB
             if target == classifier.TIER_FAST:
                 st.promoted_mb += moved
             else:
                 st.demoted_mb += moved
             st.failed_pages += res.failed
-            tier[chunks] = target
+            complete = res.failed == 0 and \
+                res.placed + res.absent + res.shared == len(pages)
+            if complete or self.mover.query_only:
+                # (query mode stands in for moves that worked)
+                tier[chunks] = target
+            else:
+                LOG.info('guest %s: %d of %d pages not moved to node %d%s',
+                         m.guest.key, len(pages) - res.placed - res.absent
+                         - res.shared, len(pages), node,
+                         '' if not self.stop.is_set() else ' (stopping)')
+                tier[chunks] = self._probe(m, chunks,
+                                           self.conf.probes_per_chunk)
         m.tier = tier
         c = plan.classification
         m.hot_mb = m.planner.hot_chunks(c.histogram) * self.chunk_size / MiB
@@ -325,7 +384,12 @@ class Agent:
         try:
             while not self.stop.is_set():
                 start = time.monotonic()
-                self.run_interval()
+                try:
+                    self.run_interval()
+                except Exception:
+                    # Each guest is isolated inside; this is the last net
+                    # so that one bad interval never ends the service.
+                    LOG.exception('interval %d failed', self.number)
                 if max_intervals and self.number >= max_intervals:
                     break
                 rest = self.conf.interval - (time.monotonic() - start)

@@ -159,13 +159,19 @@ def identify(kfs, pid, uuid=None):
 class ChunkLayout:
     """Guest RAM cut into chunks: chunk i covers bytes
     [starts[i], starts[i] + sizes[i]) of the guest's address space.
-    Each range is cut separately, so a chunk never spans two ranges; the
-    last chunk of a range may be short."""
+    Ranges are taken in address order and must not overlap.  Each range is
+    cut separately, so a chunk never spans two ranges; the last chunk of a
+    range may be short."""
 
     def __init__(self, ranges, chunk_size):
         if chunk_size % PAGE_SIZE or chunk_size <= 0:
             raise ValueError('chunk_size must be a positive multiple of '
                              '%d, got %r' % (PAGE_SIZE, chunk_size))
+        ranges = sorted(ranges, key=lambda r: r.start)
+        for a, b in zip(ranges, ranges[1:]):
+            if b.start < a.end:
+                raise ValueError('RAM ranges %#x-%#x and %#x-%#x overlap'
+                                 % (a.start, a.end, b.start, b.end))
         starts, sizes = [], []
         for r in ranges:
             s = np.arange(r.start, r.end, chunk_size, dtype=np.uint64)
@@ -184,7 +190,7 @@ class ChunkLayout:
 
     def pages(self, chunks):
         """Page addresses (uint64) of the given chunk indices, in order."""
-        chunks = np.asarray(chunks, dtype=np.int64)
+        chunks = self._check(chunks)
         if not len(chunks):
             return np.zeros(0, np.uint64)
         starts = self.starts[chunks]
@@ -194,21 +200,33 @@ class ChunkLayout:
             np.cumsum(counts) - counts, counts).astype(np.uint64)
         return first + offs * np.uint64(PAGE_SIZE)
 
-    def probes(self, per_chunk):
-        """``per_chunk`` evenly spaced page addresses in every chunk
-        (fewer in chunks with fewer pages), and the chunk of each."""
-        npages = (self.sizes // PAGE_SIZE).astype(np.int64)
+    def probes(self, per_chunk, chunks=None):
+        """``per_chunk`` evenly spaced page addresses in every chunk (or in
+        ``chunks``; fewer in chunks with fewer pages), and the chunk of
+        each."""
+        chunks = (np.arange(len(self)) if chunks is None
+                  else self._check(chunks))
+        npages = (self.sizes[chunks] // PAGE_SIZE).astype(np.int64)
         k = np.minimum(npages, per_chunk)
-        owner = np.repeat(np.arange(len(self)), k)
+        pos = np.repeat(np.arange(len(chunks)), k)
         j = np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k)
-        step = npages[owner] // k[owner]
+        step = npages[pos] // k[pos]
+        owner = chunks[pos]
         addr = self.starts[owner] + (j * step).astype(np.uint64) \
             * np.uint64(PAGE_SIZE)
         return addr, owner
 
+    def _check(self, chunks):
+        chunks = np.asarray(chunks, dtype=np.int64)
+        if len(chunks) and (chunks.min() < 0 or chunks.max() >= len(self)):
+            raise IndexError('chunk index out of range 0-%d' % (len(self) - 1))
+        return chunks
+
     def chunk_of(self, addresses):
         """Chunk index of each address (-1 when outside guest RAM)."""
         addresses = np.asarray(addresses, dtype=np.uint64)
+        if not len(self):
+            return np.full(addresses.shape, -1, dtype=np.int64)
         idx = np.searchsorted(self.starts, addresses, side='right') - 1
         ok = idx >= 0
         safe = np.where(ok, idx, 0)

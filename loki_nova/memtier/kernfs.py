@@ -121,13 +121,23 @@ class KernelFS:
             raise KernelFSError(errno.EINVAL, '%s holds %r, not an integer'
                                 % (self.path(rel), text)) from None
 
+    def _refuse_damon_write(self, rel):
+        """Raise unless writing ``rel`` is allowed: anything that resolves
+        into a DAMON directory (ours below root, or the machine's) needs
+        ``allow_damon_writes``."""
+        if self.allow_damon_writes:
+            return
+        real = os.path.realpath(self.path(rel))
+        for damon in (os.path.realpath(self.path(DAMON_DIR)),
+                      '/' + DAMON_DIR):
+            if real == damon or real.startswith(damon + os.sep):
+                raise PermissionError(
+                    errno.EPERM, 'refusing to write %s: DAMON writes are '
+                    'only allowed to the DAMON tracker on a DAMON it owns'
+                    % self.path(rel))
+
     def write_text(self, rel, value):
-        rel = rel.lstrip('/')
-        if rel.startswith(DAMON_DIR) and not self.allow_damon_writes:
-            raise PermissionError(
-                errno.EPERM, 'refusing to write %s: DAMON writes are only '
-                'allowed to the DAMON tracker on a DAMON it owns'
-                % self.path(rel))
+        self._refuse_damon_write(rel)
         try:
             with open(self.path(rel), 'w') as f:
                 f.write(str(value))
@@ -138,11 +148,8 @@ class KernelFS:
 
     def open(self, rel, mode='rb', buffering=-1):
         """Open a file for binary access (pagemap, page_idle/bitmap)."""
-        rel = rel.lstrip('/')
-        if ('w' in mode or '+' in mode or 'a' in mode) \
-                and rel.startswith(DAMON_DIR) and not self.allow_damon_writes:
-            raise PermissionError(errno.EPERM, 'refusing to write %s'
-                                  % self.path(rel))
+        if mode not in ('r', 'rb'):
+            self._refuse_damon_write(rel)
         return open(self.path(rel), mode, buffering=buffering)
 
     # -- procfs ---------------------------------------------------------

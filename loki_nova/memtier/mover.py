@@ -56,6 +56,8 @@ PAGE_SIZE = os.sysconf('SC_PAGE_SIZE')
 MPOL_MF_MOVE = 1 << 1
 _SYSCALL_MOVE_PAGES = {'x86_64': 279, 'aarch64': 239}
 _SKIP = (-errno.ENOENT, -errno.EFAULT)
+#: A status slot the kernel did not write.
+UNKNOWN = np.iinfo(np.int32).min
 
 
 class MoveError(Exception):
@@ -101,6 +103,9 @@ def move_pages(pid, pages, node=None, status=None):
     n = len(pages)
     if status is None:
         status = np.empty(n, dtype=np.int32)
+    # Slots the kernel leaves unwritten (it stops early and returns how
+    # many pages it did not migrate) must not read as a node.
+    status.fill(UNKNOWN)
     if n == 0:
         return status
     if node is None:
@@ -130,11 +135,15 @@ def move_pages(pid, pages, node=None, status=None):
                                   'process %d (needs CAP_SYS_NICE)' % pid)
         raise MoveError('move_pages(pid=%d, %d pages, node=%s) failed: %s'
                         % (pid, n, node, os.strerror(err)))
+    # rc > 0: that many pages were not migrated; their slots say where
+    # they are, or are UNKNOWN, and the caller re-queries them.
     return status
 
 
 def _exiting(pid):
-    """An exiting process has no memory left: move_pages says EINVAL."""
+    """An exiting process has no memory left: move_pages says EINVAL.
+    (move_pages itself acts on the real kernel, so this reads the real
+    /proc too.)"""
     try:
         return kernfs.KernelFS().process_stat(pid)[0] in ('Z', 'X')
     except ProcessLookupError:
@@ -245,14 +254,14 @@ class Mover:
             chunk = pages[lo:lo + step]
             if not self.limiter.acquire(len(chunk) * PAGE_SIZE):
                 break
-            if verify is not None:
-                verify()
-            result.add(self._move_batch(pid, chunk, node))
+            result.add(self._move_batch(pid, chunk, node, verify))
         result.seconds = time.monotonic() - t0
         return result
 
-    def _move_batch(self, pid, pages, node):
+    def _move_batch(self, pid, pages, node, verify=None):
         res = MoveResult(requested=len(pages))
+        if verify is not None:
+            verify()
         if self.query_only:
             status = move_pages(pid, pages)
             res.placed = int((status == node).sum())
@@ -280,8 +289,15 @@ class Mover:
             elsewhere = elsewhere[~np.isin(status[elsewhere], _SKIP)
                                   & (status[elsewhere] != -errno.EACCES)]
             if len(elsewhere):
+                if verify is not None:
+                    verify()
                 status[elsewhere] = move_pages(pid, pages[elsewhere], node)
         res.failed = int(pending.sum())
+        if res.failed:
+            LOG.debug('process %d: %d of %d pages not moved to node %d after '
+                      '%d retries (status %s)', pid, res.failed, len(pages),
+                      node, self.retries,
+                      sorted(set(status[pending].tolist()))[:5])
         if res.shared and pid not in self._warned_shared:
             self._warned_shared.add(pid)
             LOG.warning('process %d: %d pages are mapped by other processes '

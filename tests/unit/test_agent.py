@@ -165,3 +165,33 @@ def test_service_refuses_a_host_without_a_slow_tier(tmp_path):
     assert 'cannot start' in res.stdout
     assert 'no slow memory tier' in res.stdout or \
         'no memory tiers' in res.stdout
+
+
+def test_a_changed_policy_is_taken_without_losing_the_guest(
+        tmp_path, two_guests, caplog):
+    from loki_nova.memtier import guest
+    from loki_nova.memtier.watcher import process
+    a, _ = two_guests
+    agent = make_agent(make_conf(tmp_path), hot_first(4))
+    agent.run_interval()
+    planner = agent.guests['static1'].planner
+    caplog.set_level(logging.INFO)
+    process.register(str(tmp_path / 'guests'), 'static1', a.pid,
+                     [(a.start, a.end)], guest.Policy('static', 12))
+    report = agent.run_interval()
+    assert report.guests['static1'].budget_mb == 12
+    assert agent.guests['static1'].planner is planner
+    assert 'guest static1: policy changed' in caplog.text
+
+
+def test_a_watcher_failure_is_contained(tmp_path, two_guests, caplog):
+    agent = make_agent(make_conf(tmp_path), hot_first(4))
+    agent.run_interval()
+
+    class Broken:
+        def scan(self):
+            raise PermissionError(13, 'registration_dir unreadable')
+    agent.watchers = [Broken()] + agent.watchers
+    report = agent.run_interval()
+    assert set(report.guests) == {'static1', 'od1'}
+    assert 'Broken failed' in caplog.text

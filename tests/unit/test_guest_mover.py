@@ -76,9 +76,11 @@ def test_verify_refuses_an_exited_process(exited_pid):
 def test_verify_checks_the_domain_uuid_on_the_command_line():
     uuid = 'c0ffee00-0000-4000-8000-000000000001'
     p = subprocess.Popen([sys.executable, '-c',
-                          'import sys; sys.stdin.read()', '-uuid', uuid],
-                         stdin=subprocess.PIPE)
+                          'import sys; print("up", flush=True); '
+                          'sys.stdin.read()', '-uuid', uuid],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
+        assert p.stdout.readline() == b'up\n'
         ident = guest.identify(KFS, p.pid, uuid)
         g = dataclasses.replace(own_guest(), identity=ident)
         guest.verify(KFS, g)
@@ -350,3 +352,55 @@ def test_query_only_mover_changes_nothing(pages, monkeypatch):
     res = mover.Mover(mover.RateLimiter(1 << 30), query_only=True).move(
         os.getpid(), pages, 0)
     assert seen == [None] and res.placed == 8 and res.absent == 8
+
+
+def test_unwritten_status_slots_are_requeried_and_retries_reverify(
+        monkeypatch):
+    """move_pages can stop early and return how many pages it did not
+    migrate, leaving their status slots unwritten (UNKNOWN here); those
+    pages must be re-queried, and every retry re-checks identity."""
+    where = {a: 0 for a in range(4)}
+    first = [True]
+
+    def fake(pid, pages, node=None, status=None):
+        out = []
+        for a in (int(p) for p in pages):
+            if node is None:
+                out.append(where[a])
+            elif first[0] and a >= 2:
+                out.append(mover.UNKNOWN)      # not attempted
+            else:
+                where[a] = node
+                out.append(node)
+        if node is not None:
+            first[0] = False
+        return np.array(out, dtype=np.int32)
+    checks = []
+    monkeypatch.setattr(mover, 'move_pages', fake)
+    res = mover.Mover(mover.RateLimiter(1 << 30)).move(
+        1, np.arange(4, dtype=np.uint64), 1, verify=lambda: checks.append(1))
+    assert (res.placed, res.failed, res.retries) == (4, 0, 1)
+    assert where == {0: 1, 1: 1, 2: 1, 3: 1}
+    assert len(checks) == 2        # before the batch and before the retry
+
+
+def test_the_kernel_status_buffer_starts_unknown(pages):
+    status = np.zeros(len(pages), dtype=np.int32)
+    out = mover.move_pages(os.getpid(), pages[:0], None, status[:0])
+    assert len(out) == 0
+    out = mover.move_pages(os.getpid(), pages, None, status)
+    assert out is status and mover.UNKNOWN not in out.tolist()
+
+
+def test_layout_takes_ranges_in_address_order_and_refuses_overlaps():
+    hi = guest.RamRange(0x800000, 0xa00000)
+    lo = guest.RamRange(0x200000, 0x400000)
+    layout = guest.ChunkLayout((hi, lo), 2 * MiB)
+    assert layout.starts.tolist() == [0x200000, 0x800000]
+    assert layout.chunk_of([0x800000, 0x200000]).tolist() == [1, 0]
+    with pytest.raises(ValueError, match='overlap'):
+        guest.ChunkLayout((lo, guest.RamRange(0x300000, 0x500000)), 2 * MiB)
+    with pytest.raises(IndexError, match='out of range'):
+        layout.pages([-1])
+    empty = guest.ChunkLayout((), 2 * MiB)
+    assert empty.chunk_of([0x1000]).tolist() == [-1]

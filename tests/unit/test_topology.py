@@ -114,7 +114,15 @@ def test_kernfs_refuses_damon_writes_without_permission(tmp_path):
         k.write_text('sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds', 0)
     with pytest.raises(PermissionError):
         k.open('/sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds', 'wb')
+    for sneaky in ('./sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds',
+                   'sys//kernel/mm/damon/admin/kdamonds/nr_kdamonds',
+                   'sys/kernel/../kernel/mm/damon/admin/kdamonds/nr_kdamonds'):
+        with pytest.raises(PermissionError):
+            k.write_text(sneaky, 0)
+    with pytest.raises(PermissionError):
+        k.open('sys/kernel/mm/damon/new', 'xb')
     assert (damon / 'nr_kdamonds').read_text() == '1\n'
+    assert not (damon.parent.parent / 'new').exists()
 
 
 def test_kernfs_errors_name_the_file(tmp_path):

@@ -197,3 +197,28 @@ def test_soft_dirty_probe_agrees_with_the_kernel_config():
         with pytest.raises(trackers.TrackerUnavailable,
                            match='CONFIG_MEM_SOFT_DIRTY'):
             softdirty.SoftDirtyTracker(kernfs.KernelFS())
+
+
+def test_no_damon_write_without_vaddr_in_the_kernel_config(tmp_path):
+    damon_tree(tmp_path, 0)
+    (tmp_path / 'proc').mkdir()
+    with gzip.open(tmp_path / 'proc/config.gz', 'wt') as f:
+        f.write('CONFIG_DAMON=y\nCONFIG_DAMON_PADDR=y\n'
+                '# CONFIG_DAMON_VADDR is not set\n')
+    before = snapshot(tmp_path)
+    with pytest.raises(trackers.TrackerUnavailable,
+                       match='without CONFIG_DAMON_VADDR'):
+        damon.DamonTracker(kernfs.KernelFS(str(tmp_path)))
+    assert snapshot(tmp_path) == before
+
+
+def test_no_damon_write_while_a_kernel_module_runs_damon(tmp_path):
+    damon_tree(tmp_path, 0)
+    param = tmp_path / 'sys/module/damon_reclaim/parameters/enabled'
+    param.parent.mkdir(parents=True)
+    param.write_text('Y\n')
+    before = snapshot(tmp_path)
+    with pytest.raises(trackers.TrackerUnavailable,
+                       match="kernel's damon_reclaim"):
+        damon.DamonTracker(kernfs.KernelFS(str(tmp_path)))
+    assert snapshot(tmp_path) == before

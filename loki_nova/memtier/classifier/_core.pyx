@@ -238,6 +238,10 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
     cdef int64_t blocks_per_part = (blocks + parts - 1) // parts if blocks \
         else 0
     cdef loki_part part[LOKI_MAX_THREADS]
+    # Python objects first: nothing below may raise before ``try``
+    # except the allocations, which clean up after themselves.
+    histogram = np.zeros(LEVELS, dtype=np.uint32)
+    cdef uint32_t[::1] hist_view = histogram
     # One zeroed scratch block: per part the fast and slow chunks per
     # level and the per-level slots, the merged fast/slow levels, then
     # the per-part histogram copies.
@@ -264,8 +268,6 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
     cdef uint16_t *block_fast_min = block_stats
     cdef uint16_t *block_slow_max = block_stats + blocks + 1
 
-    histogram = np.zeros(LEVELS, dtype=np.uint32)
-    cdef uint32_t[::1] hist_view = histogram
     cdef int64_t fast_chunks = 0, slow_chunks = 0, level, c, k, first
     cdef int64_t threshold = 1, hotter = 0
     cdef int64_t cap_left, forced, free_chunks, eligible, fills, swaps

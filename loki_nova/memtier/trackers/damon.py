@@ -36,6 +36,7 @@ are ordinary accesses of the QEMU process.  Under TCG the guest kernel
 needs ``pti=on`` for DAMON to see re-accesses (see shared/RIG.md).
 """
 
+import gzip
 import json
 import logging
 import os
@@ -48,6 +49,8 @@ from loki_nova.memtier import trackers
 LOG = logging.getLogger(__name__)
 
 KDAMONDS = kernfs_mod.DAMON_DIR + '/admin/kdamonds'
+#: Kernel modules that run kdamonds the sysfs interface does not list.
+KERNEL_USERS = ('damon_reclaim', 'damon_lru_sort', 'damon_stat')
 STATE_FILE = 'damon-kdamonds.json'
 _U32_MAX = 2 ** 32 - 1
 _ULONG_MAX = 2 ** 64 - 1
@@ -64,11 +67,24 @@ class DamonTracker(trackers.Tracker):
                 'needs CONFIG_DAMON_SYSFS)' % kfs.path(KDAMONDS))
         self.state_path = (os.path.join(state_dir, STATE_FILE)
                            if state_dir else None)
+        # Read-only checks first; nothing is written unless all pass.
+        for module in KERNEL_USERS:
+            path = 'sys/module/%s/parameters/enabled' % module
+            if kfs.exists(path) and kfs.read_text(path) == 'Y':
+                raise trackers.TrackerUnavailable(
+                    'DAMON is in use by the kernel\'s %s, and this agent '
+                    'leaves it alone' % module)
+        if kernel_config(kfs, 'CONFIG_DAMON_VADDR') is False:
+            raise trackers.TrackerUnavailable(
+                'the kernel is built without CONFIG_DAMON_VADDR (virtual '
+                'address monitoring)')
         existing = kfs.read_int(KDAMONDS + '/nr_kdamonds')
         if existing and not self._ours(kfs, existing):
             raise trackers.TrackerUnavailable(
                 'DAMON is in use: %d kdamond(s) exist that this agent did '
-                'not create, and it leaves them alone' % existing)
+                'not create, and it leaves them alone (if they are left over '
+                'from an agent that crashed, stop them by writing 0 to %s)'
+                % (existing, kfs.path(KDAMONDS + '/nr_kdamonds')))
         # Only now may we write: DAMON is free or entirely ours.
         self.kfs = kernfs_mod.KernelFS(kfs.root, allow_damon_writes=True)
         self.attrs = dict(sample_us=sample_us, aggr_us=aggr_us,
@@ -221,6 +237,24 @@ class DamonTracker(trackers.Tracker):
         self._slots, self._pids = {}, {}
         if self.state_path and os.path.exists(self.state_path):
             os.unlink(self.state_path)
+
+
+def kernel_config(kfs, option):
+    """True/False when the running kernel's config (/proc/config.gz or
+    /boot/config-RELEASE) says whether ``option`` is built in, None when
+    no config can be read."""
+    text = None
+    try:
+        with gzip.open(kfs.path('proc/config.gz'), 'rt') as f:
+            text = f.read()
+    except OSError:
+        try:
+            release = kfs.read_text('proc/sys/kernel/osrelease')
+            with open(kfs.path('boot/config-%s' % release)) as f:
+                text = f.read()
+        except (OSError, kernfs_mod.KernelFSError):
+            return None
+    return ('\n%s=y\n' % option) in ('\n' + text)
 
 
 def regions_to_chunks(regions, layout, max_accesses):
