@@ -404,3 +404,24 @@ def test_layout_takes_ranges_in_address_order_and_refuses_overlaps():
         layout.pages([-1])
     empty = guest.ChunkLayout((), 2 * MiB)
     assert empty.chunk_of([0x1000]).tolist() == [-1]
+
+
+def test_registrations_others_could_write_are_refused(tmp_path, caplog):
+    reg = tmp_path / 'guests'
+    with workloads.Workload('--size-mb', 4, '--hot-mb', 1,
+                            '--register-dir', reg, '--name', 'w') as w:
+        assert w.pid and list(process.ProcessWatcher(str(reg)).scan()) \
+            == ['w']
+        (reg / 'w.json').chmod(0o666)
+        assert process.ProcessWatcher(str(reg)).scan() == {}
+        assert 'not be writable by group or others' in caplog.text
+        (reg / 'w.json').chmod(0o644)
+        reg.chmod(0o777)
+        caplog.clear()
+        assert process.ProcessWatcher(str(reg)).scan() == {}
+        assert 'ignoring every registration' in caplog.text
+        reg.chmod(0o755)
+        (reg / 'link.json').symlink_to(reg / 'w.json')
+        caplog.clear()
+        assert list(process.ProcessWatcher(str(reg)).scan()) == ['w']
+        assert 'link.json' in caplog.text      # not followed

@@ -69,6 +69,16 @@ def _check_ranges(kfs, pid, ranges):
                 '%#x)' % (r.start, r.end, pid, pos))
 
 
+def _check_owner(path, st):
+    """A registration tells a privileged agent which process's pages to
+    move: only the agent's own user may have written it."""
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise RegistrationError(
+            '%s must belong to uid %d and not be writable by group or '
+            'others (it is uid %d, mode %o)'
+            % (path, os.geteuid(), st.st_uid, st.st_mode & 0o7777))
+
+
 def register(directory, name, pid, ranges, policy, kfs=None):
     """Register live process ``pid``'s ``ranges`` ([(start, end)] or
     ``RamRange`` s) under ``name`` with ``policy`` (a ``guest.Policy``).
@@ -107,7 +117,9 @@ def load(path, kfs):
     """The ``Guest`` a registration file describes, checked against the
     live process.  Raises ``RegistrationError`` or ``GuestGone``."""
     try:
-        with open(path) as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as f:
+            _check_owner(path, os.fstat(f.fileno()))
             doc = json.load(f)
     except (OSError, ValueError) as exc:
         raise RegistrationError('cannot read %s: %s' % (path, exc))
@@ -155,9 +167,15 @@ class ProcessWatcher:
     def scan(self):
         guests = {}
         try:
+            _check_owner(self.directory, os.stat(self.directory))
             names = sorted(n for n in os.listdir(self.directory)
                            if n.endswith('.json'))
         except FileNotFoundError:
+            names = []
+        except RegistrationError as exc:
+            if self._reported.get(self.directory) != str(exc):
+                self._reported[self.directory] = str(exc)
+                LOG.error('ignoring every registration: %s', exc)
             names = []
         seen = set()
         for n in names:
@@ -177,6 +195,7 @@ class ProcessWatcher:
                 continue
             self._reported.pop(path, None)
             guests[g.key] = g
+        seen.add(self.directory)
         for gone in (set(self._reported) | set(self._loaded)) - seen:
             self._reported.pop(gone, None)
             self._loaded.pop(gone, None)
