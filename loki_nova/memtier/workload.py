@@ -77,6 +77,11 @@ class Workload:
         words[:] = np.arange(len(words), dtype=np.uint64) * np.uint64(
             0x9E3779B97F4A7C15)
         self.crc = zlib.crc32(self.mem)
+        for m in self._maps[1:]:
+            # Fault every page of the other mappings in, so that they are
+            # present there too (a query of an unfaulted page says absent).
+            int(np.frombuffer(m, dtype=np.uint8)[::4096].sum(
+                dtype=np.uint64))
         self.hot = hot_mb * MiB
         self.hot_offset = hot_offset_mb * MiB
         self.write = write
