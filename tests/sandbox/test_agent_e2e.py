@@ -30,20 +30,14 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from loki_nova.memtier import kernfs
 from loki_nova.memtier import mover
 from loki_nova.memtier.trackers import damon
 from tests import workloads
+from tests.sandbox import INSIDE_ONLY
 
-pytestmark = [
-    pytest.mark.sandbox,
-    # A second guard besides the plugin: these write kernel state (DAMON,
-    # cgroups) that on this machine belongs to the machine.
-    pytest.mark.skipif(os.environ.get('LOKI_SANDBOX') != '1',
-                       reason='runs only inside the sandbox guest'),
-]
+pytestmark = INSIDE_ONLY
 
 MiB = 1024 * 1024
 BUDGET_MB = 64
