@@ -189,7 +189,7 @@ class RateLimiter:
     intervals) and the schedule restarts now, so idleness never becomes a
     burst.  A rate of 0 sends nothing."""
 
-    def __init__(self, bytes_per_s, catch_up_s=0.25, clock=time.monotonic,
+    def __init__(self, bytes_per_s, catch_up_s=1.0, clock=time.monotonic,
                  stop=None):
         if bytes_per_s < 0:
             raise ValueError('bytes_per_s must be >= 0, got %r'
