@@ -14,16 +14,19 @@
 
 """``loki-memtier``: the operator's command line.
 
-Verbs: ``simulate`` (trace-driven comparison of tiering policies).
+Verbs: ``simulate`` (trace-driven comparison of tiering policies),
+``flavor-properties`` (the flavor properties of a tiered flavor).
 """
 
 import argparse
 import json
+import shlex
 import sys
 
 from loki_nova.memtier.sim import engine
 from loki_nova.memtier.sim import report
 from loki_nova.memtier.sim import traces
+from loki_nova.virt import specs
 
 MiB = 1024 * 1024
 
@@ -196,6 +199,46 @@ def _guest(fields, index, args):
         alpha=fields.get('alpha', args.alpha))
 
 
+def _add_flavor_properties(subparsers):
+    parser = subparsers.add_parser(
+        'flavor-properties',
+        help='print the openstack flavor set command for a tiered flavor',
+        description='Print the exact "openstack flavor set" command that '
+                    'gives a flavor of --memory-mb a consistent loki '
+                    'policy: the loki: extra specs and the Placement '
+                    'resources: and trait: properties that go with them.')
+    parser.add_argument('--memory-mb', type=int, required=True,
+                        help='the flavor\'s RAM, in MiB')
+    parser.add_argument('--policy', required=True,
+                        choices=specs.POLICIES)
+    floor = parser.add_mutually_exclusive_group()
+    floor.add_argument('--dram-mb', type=int,
+                       help='guaranteed DRAM (the floor), in MiB')
+    floor.add_argument('--dram-percent', type=int,
+                       help='guaranteed DRAM as a percentage of the '
+                            'flavor\'s memory (rounded up to whole MiB)')
+    parser.add_argument('--dram-max-mb', type=int,
+                        help='most DRAM an on_demand guest may get '
+                             '(default: all its memory)')
+    parser.add_argument('--flavor', default='FLAVOR',
+                        help='flavor name or ID to print in the command')
+    parser.set_defaults(func=_flavor_properties, verb_parser=parser)
+
+
+def _flavor_properties(args, parser):
+    try:
+        props = specs.flavor_properties(
+            args.memory_mb, args.policy, dram_mb=args.dram_mb,
+            dram_percent=args.dram_percent, dram_max_mb=args.dram_max_mb)
+    except specs.SpecError as error:
+        parser.error(str(error))
+    lines = ['openstack flavor set %s' % shlex.quote(args.flavor)]
+    lines += ['    --property %s' % shlex.quote('%s=%s' % kv)
+              for kv in props]
+    print(' \\\n'.join(lines))
+    return 0
+
+
 def build_parser():
     parser = _Parser(prog='loki-memtier',
                      description='Operate and study loki-nova memory '
@@ -204,6 +247,7 @@ def build_parser():
                                        parser_class=_Parser)
     subparsers.required = True
     _add_simulate(subparsers)
+    _add_flavor_properties(subparsers)
     return parser
 
 

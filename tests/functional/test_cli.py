@@ -88,3 +88,32 @@ def test_bad_arguments_give_one_line_and_exit_2(args, named):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert named in lines[0]
+
+
+def test_flavor_properties_prints_the_flavor_set_command():
+    out = loki_memtier('flavor-properties', '--memory-mb', '8192',
+                       '--policy', 'on_demand', '--dram-mb', '2048',
+                       '--dram-max-mb', '6144', '--flavor', 'm1.tiered')
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == 'openstack flavor set m1.tiered \\'
+    props = [line.split('--property ')[1].rstrip(' \\') for line in lines[1:]]
+    assert props == [
+        'loki:memory_tier_policy=on_demand', 'loki:dram_mb=2048',
+        'loki:dram_max_mb=6144', 'resources:MEMORY_MB=2048',
+        'resources:CUSTOM_LOKI_SLOW_MEMORY_MB=6144',
+        'trait:CUSTOM_LOKI_TIERED_MEMORY=required']
+
+
+@pytest.mark.parametrize('args,said', [
+    (['--policy', 'static', '--dram-mb', '9000'], 'loki:dram_mb must be'),
+    (['--policy', 'static'], 'needs exactly one of loki:dram_mb'),
+    (['--policy', 'static', '--dram-mb', '1', '--dram-percent', '5'],
+     'not allowed with argument'),
+    (['--policy', 'fast'], "invalid choice: 'fast'"),
+])
+def test_flavor_properties_refuses_bad_input_in_one_line(args, said):
+    out = loki_memtier('flavor-properties', '--memory-mb', '8192', *args)
+    assert out.returncode == 2
+    assert said in out.stderr and out.stdout == ''
+    assert len(out.stderr.strip().splitlines()) == 1

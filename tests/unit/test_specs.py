@@ -1,0 +1,78 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The loki: flavor extra specs: every combination's check, and the flavor
+properties that go with a valid one."""
+
+import pytest
+
+from loki_nova.virt import specs
+
+
+@pytest.mark.parametrize('kwargs,want', [
+    (dict(policy='static', dram_mb=1024), (1024, 1024)),
+    (dict(policy='static', dram_percent=25), (1024, 1024)),
+    (dict(policy='on_demand', dram_percent=10), (410, 4096)),
+    (dict(policy='on_demand', dram_mb=512, dram_max_mb=2048), (512, 2048)),
+    (dict(policy='on_demand', dram_mb=4096, dram_max_mb=4096),
+     (4096, 4096)),
+])
+def test_valid_specs_resolve_to_floor_and_ceiling(kwargs, want):
+    spec = specs.resolve(4096, **kwargs)
+    assert (spec.floor_mb, spec.ceiling_mb) == want
+    assert spec.policy == kwargs['policy']
+
+
+def test_percent_floors_round_up():
+    assert specs.floor_from_percent(1000, 33) == 330
+    assert specs.floor_from_percent(1001, 33) == 331
+    assert specs.resolve(4096, 'none') is None
+
+
+@pytest.mark.parametrize('kwargs,said', [
+    (dict(policy='sometimes'), 'loki:memory_tier_policy must be one of'),
+    (dict(policy='static'), 'needs exactly one of loki:dram_mb and '
+                            'loki:dram_percent (got neither)'),
+    (dict(policy='static', dram_mb=1, dram_percent=1), '(got both)'),
+    (dict(policy='static', dram_mb=5000), 'loki:dram_mb must be an integer '
+                                          'from 1 to the flavor memory'),
+    (dict(policy='static', dram_mb=0), 'loki:dram_mb must be'),
+    (dict(policy='static', dram_percent=101), 'loki:dram_percent must be'),
+    (dict(policy='static', dram_percent='25'), 'loki:dram_percent must be'),
+    (dict(policy='static', dram_mb=512, dram_max_mb=1024),
+     'loki:dram_max_mb applies only to on_demand'),
+    (dict(policy='on_demand', dram_mb=512, dram_max_mb=256),
+     'loki:dram_max_mb must be an integer from the floor (512 MiB)'),
+    (dict(policy='on_demand', dram_mb=512, dram_max_mb=8192),
+     'to the flavor memory (4096 MiB)'),
+    (dict(policy='none', dram_mb=512), 'loki:dram_mb applies only to a '
+                                       'static or on_demand'),
+])
+def test_invalid_specs_name_the_spec_and_what_is_valid(kwargs, said):
+    with pytest.raises(specs.SpecError) as err:
+        specs.resolve(4096, **kwargs)
+    assert said in str(err.value)
+
+
+def test_properties_of_a_tiered_flavor_split_its_memory():
+    props = dict(specs.flavor_properties(4096, 'static', dram_percent=25))
+    assert props == {
+        'loki:memory_tier_policy': 'static',
+        'loki:dram_percent': '25',
+        'resources:MEMORY_MB': '1024',
+        'resources:CUSTOM_LOKI_SLOW_MEMORY_MB': '3072',
+        'trait:CUSTOM_LOKI_TIERED_MEMORY': 'required',
+    }
+    assert specs.flavor_properties(4096, 'none') == [
+        ('loki:memory_tier_policy', 'none')]
