@@ -43,7 +43,6 @@ chunk layout) and those built each interval (samples, tiers).
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -53,6 +52,7 @@ import time
 
 import numpy as np
 
+import _report
 from loki_nova.conf import memtier as memtier_conf
 from loki_nova.memtier import agent as agent_mod
 from loki_nova.memtier import kernfs
@@ -235,11 +235,7 @@ def main(argv=None):
     if args.tracker == 'damon' and kd0 is not None and kd1 is not None:
         report['kdamond_cpu_percent_of_wall'] = round(
             (kd1 - kd0) / span * 100, 3)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        for k, v in report.items():
-            print('%-28s %s' % (k, v))
+    _report.emit(report, args.json)
     return 0
 
 

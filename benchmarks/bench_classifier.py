@@ -36,13 +36,13 @@ the same result, checked every repetition.
 """
 
 import argparse
-import json
 import statistics
 import sys
 import time
 
 import numpy as np
 
+import _report
 from loki_nova.memtier import classifier
 from loki_nova.memtier.sim import sampler as sampler_mod
 from loki_nova.memtier.sim import traces
@@ -152,11 +152,7 @@ def main(argv=None):
     if args.chunks < 1 or args.repeat < 1:
         parser.error('--chunks and --repeat must be >= 1')
     report = run(args.chunks, args.repeat, args.seed, args.move_cap)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        for key, value in report.items():
-            print('%-26s %s' % (key, value))
+    _report.emit(report, args.json)
     return 0
 
 

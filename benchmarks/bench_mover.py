@@ -35,7 +35,6 @@ count.
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -44,6 +43,7 @@ import zlib
 
 import numpy as np
 
+import _report
 from loki_nova.conf import memtier as memtier_conf
 from loki_nova.memtier import guest
 from loki_nova.memtier import kernfs
@@ -121,11 +121,7 @@ def main(argv=None):
         'cap_error_max': round(max(errors), 4),
         'crc': '%08x' % zlib.crc32(w.mem),
     }
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        for k, v in report.items():
-            print('%-18s %s' % (k, v))
+    _report.emit(report, args.json)
     return 0
 
 

@@ -94,10 +94,9 @@ def test_soft_dirty_counts_from_the_pagemap_bits(tmp_path):
     write_pagemap(tmp_path, entries)
     g = make_guest(8)
     layout = guest.ChunkLayout(g.ranges, 4 * 4096)
-    counts = pagemap.per_chunk(
-        layout, lambda r: pagemap.read(kernfs.KernelFS(str(tmp_path)), PID,
-                                       r.start, r.size // 4096),
-        lambda e: (e & pagemap.SOFT_DIRTY) != 0)
+    entries = pagemap.read_layout(kernfs.KernelFS(str(tmp_path)), PID,
+                                  layout)
+    counts = pagemap.per_chunk(layout, (entries & pagemap.SOFT_DIRTY) != 0)
     assert counts.tolist() == [3, 0]
     assert pagemap.scale(counts, layout).tolist() == [15, 0]
 

@@ -35,7 +35,6 @@ import numpy as np
 
 from loki_nova.memtier import kernfs as kernfs_mod
 from loki_nova.memtier import trackers
-from loki_nova.memtier.guest import PAGE_SIZE
 from loki_nova.memtier.trackers import pagemap
 
 BITMAP = 'sys/kernel/mm/page_idle/bitmap'
@@ -55,10 +54,7 @@ class IdlePageTracker(trackers.Tracker):
     def _frames(self, guest, layout):
         """(present mask per page over all ranges, frame numbers)."""
         pid = guest.identity.pid
-        entries = np.concatenate([
-            pagemap.read(self.kfs, pid, r.start, r.size // PAGE_SIZE)
-            for r in layout.ranges]) if layout.ranges \
-            else np.zeros(0, np.uint64)
+        entries = pagemap.read_layout(self.kfs, pid, layout)
         present = (entries & pagemap.PRESENT) != 0
         pfns = entries[present] & pagemap.PFN_MASK
         if len(pfns) and not pfns.any():
@@ -122,22 +118,8 @@ class IdlePageTracker(trackers.Tracker):
             idle = (bits[idx] >> (pfns & np.uint64(63))) & np.uint64(1)
             accessed[present] = idle == 0
             self._mark_idle(pfns)
-        counts = pagemap.per_chunk(layout, _Slicer(accessed), lambda a: a)
+        counts = pagemap.per_chunk(layout, accessed)
         return pagemap.scale(counts, layout)
 
     def forget(self, key):
         self._marked.discard(key)
-
-
-class _Slicer:
-    """Hands out consecutive per-range slices of one per-page array."""
-
-    def __init__(self, flags):
-        self.flags = flags
-        self.pos = 0
-
-    def __call__(self, r):
-        n = r.size // PAGE_SIZE
-        out = self.flags[self.pos:self.pos + n]
-        self.pos += n
-        return out

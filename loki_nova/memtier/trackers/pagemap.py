@@ -44,21 +44,23 @@ def read(kfs, pid, start, npages):
     return out
 
 
-def per_chunk(layout, read_range, reduce_pages):
-    """Run ``read_range(range) -> entries`` over the guest's ranges and
-    ``reduce_pages(entries) -> bool per page``; return the number of
-    True pages per chunk."""
-    counts = np.zeros(len(layout), dtype=np.int64)
-    first = 0
-    for r in layout.ranges:
-        flags = reduce_pages(read_range(r))
-        nchunks = -(-r.size // layout.chunk_size)
-        per = layout.chunk_size // PAGE_SIZE
-        padded = np.zeros(nchunks * per, dtype=np.int64)
-        padded[:len(flags)] = flags
-        counts[first:first + nchunks] = padded.reshape(nchunks, per).sum(1)
-        first += nchunks
-    return counts
+def read_layout(kfs, pid, layout):
+    """Entries for every page of the guest's RAM, range after range in
+    the layout's (address) order."""
+    if not layout.ranges:
+        return np.zeros(0, np.uint64)
+    return np.concatenate([read(kfs, pid, r.start, r.size // PAGE_SIZE)
+                           for r in layout.ranges])
+
+
+def per_chunk(layout, flags):
+    """Number of True ``flags`` (one per page, in ``read_layout`` order)
+    in every chunk."""
+    if not len(layout):
+        return np.zeros(0, dtype=np.int64)
+    pages = (layout.sizes // PAGE_SIZE).astype(np.int64)
+    first = np.cumsum(pages) - pages
+    return np.add.reduceat(np.asarray(flags, dtype=np.int64), first)
 
 
 def scale(counts, layout):

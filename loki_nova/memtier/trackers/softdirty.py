@@ -54,11 +54,9 @@ class SoftDirtyTracker(trackers.Tracker):
 
     def sample(self, guest, layout):
         pid = guest.identity.pid
-        counts = pagemap.per_chunk(
-            layout,
-            lambda r: pagemap.read(self.kfs, pid, r.start,
-                                   r.size // PAGE_SIZE),
-            lambda e: (e & pagemap.SOFT_DIRTY) != 0)
+        entries = pagemap.read_layout(self.kfs, pid, layout)
+        counts = pagemap.per_chunk(layout,
+                                   (entries & pagemap.SOFT_DIRTY) != 0)
         self._clear(pid)
         return pagemap.scale(counts, layout)
 
