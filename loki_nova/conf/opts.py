@@ -14,8 +14,13 @@
 
 """Entry points for oslo-config-generator (namespace ``loki_nova.memtier``)."""
 
+from loki_nova.conf import loki
 from loki_nova.conf import memtier
 
 
 def list_memtier_opts():
     return [(group, opts) for group, opts in memtier.list_opts().items()]
+
+
+def list_loki_opts():
+    return [(group, opts) for group, opts in loki.list_opts().items()]

@@ -183,7 +183,7 @@ def _read_nodes(kfs):
     return out
 
 
-def _read_kernel_tiers(kfs):
+def read_kernel_tiers(kfs):
     """{node: kernel memory_tier number}, or {} without memory tiers."""
     if not kfs.exists(TIER_DIR):
         return {}
@@ -207,7 +207,7 @@ def discover(kfs=None, node_tiers=None):
     if not nodes:
         raise TopologyError('no NUMA node with memory under %s'
                             % kfs.path(NODE_DIR))
-    kernel = _read_kernel_tiers(kfs)
+    kernel = read_kernel_tiers(kfs)
     seen = ', '.join('node%d (%d MiB, %s)' % (
         i, nodes[i][1], ('cpus %s' % kernfs_mod.format_list(nodes[i][0]))
         if nodes[i][0] else 'no CPUs') for i in sorted(nodes))

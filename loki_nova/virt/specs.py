@@ -116,3 +116,69 @@ def flavor_properties(memory_mb, policy, dram_mb=None, dram_percent=None,
               ('resources:%s' % SLOW_RC, str(memory_mb - spec.floor_mb)),
               ('trait:%s' % TRAIT, 'required')]
     return props
+
+
+#: The keys of the ``loki:`` namespace, with what an operator reads about
+#: each in the API (``GET /os-extra-spec-validators`` style listings).
+KEYS = (POLICY, DRAM_MB, DRAM_PERCENT, DRAM_MAX_MB)
+
+
+def _int_spec(extra_specs, key):
+    value = extra_specs.get(key)
+    if value is None:
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise SpecError('%s must be a whole number, got %r'
+                        % (key, value)) from None
+
+
+def from_extra_specs(memory_mb, extra_specs):
+    """The ``TierSpec`` a flavor's extra specs ask for (None for policy
+    ``none`` or no ``loki:`` policy at all), with every cross-key check
+    of ``resolve``.  Raises ``SpecError`` naming the spec."""
+    extra_specs = extra_specs or {}
+    policy = extra_specs.get(POLICY)
+    if policy is None:
+        stray = [k for k in KEYS if k in extra_specs]
+        if stray:
+            raise SpecError('%s without %s: set %s to static or on_demand, '
+                            'or remove %s' % (', '.join(stray), POLICY,
+                                              POLICY, ', '.join(stray)))
+        return None
+    return resolve(memory_mb, str(policy).strip(),
+                   _int_spec(extra_specs, DRAM_MB),
+                   _int_spec(extra_specs, DRAM_PERCENT),
+                   _int_spec(extra_specs, DRAM_MAX_MB))
+
+
+def check_resources(memory_mb, extra_specs, spec):
+    """Check the flavor's Placement split against ``spec`` (a tiered
+    ``TierSpec``).
+
+    Returns True when the flavor carries the split, False when it carries
+    none of it (then Placement accounts the whole memory as MEMORY_MB, which
+    is safe but wastes DRAM; the caller warns).  Raises ``SpecError`` when
+    the split is partial or contradicts the floor."""
+    fast_key = 'resources:MEMORY_MB'
+    slow_key = 'resources:%s' % SLOW_RC
+    want = {fast_key: spec.floor_mb, slow_key: memory_mb - spec.floor_mb}
+    have = {k: extra_specs.get(k) for k in want}
+    if all(v is None for v in have.values()):
+        return False
+    for key, expected in want.items():
+        value = have[key]
+        try:
+            got = int(str(value).strip())
+        except (TypeError, ValueError):
+            got = None
+        if got != expected:
+            raise SpecError(
+                '%s=%s contradicts the loki floor: a %d MiB flavor with a '
+                '%d MiB DRAM floor needs %s=%d and %s=%d (loki-memtier '
+                'flavor-properties prints them)'
+                % (key, 'unset' if value is None else value, memory_mb,
+                   spec.floor_mb, fast_key, want[fast_key], slow_key,
+                   want[slow_key]))
+    return True

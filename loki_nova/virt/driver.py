@@ -1,0 +1,452 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``LokiDriver``: Nova's libvirt driver plus tiered guest memory.
+
+What it adds to ``LibvirtDriver`` (everything else is inherited):
+
+* ``init_host`` splits the host's NUMA cells into DRAM and slow tiers
+  (``loki_nova.virt.tiers``).
+* ``update_provider_tree`` reports DRAM as ``MEMORY_MB``, the slow tiers as
+  ``CUSTOM_LOKI_SLOW_MEMORY_MB`` and the trait
+  ``CUSTOM_LOKI_TIERED_MEMORY``; an untiered host reports exactly what the
+  libvirt driver reports.
+* ``spawn`` checks the ``loki:`` extra specs as a whole before anything is
+  created; an invalid combination fails the build with a fault naming the
+  spec.
+* ``_get_guest_config`` (used for spawn, hard reboot, resize, cold
+  migration, evacuation and rescue) gives tiered guests memfd-backed shared
+  RAM, memory allowed on DRAM + slow nodes in libvirt's ``restrictive``
+  mode (cgroup limits only, no memory policy, so first touches land on the
+  vCPU's local DRAM node and the agent may move pages between the allowed
+  nodes), and ``<loki:memtier>`` metadata; untiered guests on a tiered host
+  are confined to the DRAM nodes.
+* Live migration does not regenerate the XML, so the destination publishes
+  its node numbers before the migration and the source rewrites the
+  numatune of the XML it hands to libvirt.
+"""
+
+import functools
+import json
+
+from lxml import etree
+from oslo_log import log as logging
+
+import nova.conf
+from nova import exception
+from nova import objects
+from nova.virt import hardware
+from nova.virt.libvirt import config as vconfig
+from nova.virt.libvirt import driver as libvirt_driver
+
+from loki_nova.conf import loki as loki_conf
+from loki_nova.memtier import kernfs
+from loki_nova.memtier import metadata
+from loki_nova.virt import specs
+from loki_nova.virt import tiers as tiers_mod
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+loki_conf.register_opts(CONF)
+
+#: Memory mode of a tiered guest: cgroup ``cpuset.mems`` only, no
+#: ``set_mempolicy``; pages go where they are first touched (local DRAM)
+#: and ``move_pages`` may put them on any allowed node.
+TIERED_MODE = 'restrictive'
+#: Instance system_metadata key through which a live-migration destination
+#: tells the source its DRAM and slow node numbers.
+MIGRATION_NODES_KEY = 'loki_migration_nodes'
+
+
+class LokiMemoryBacking(vconfig.LibvirtConfigGuestMemoryBacking):
+    """``<memoryBacking>`` with a memfd source: QEMU then maps guest RAM as
+    ``/memfd:memory-backend-memfd (deleted)``, which is how the agent's
+    libvirt watcher finds exactly the guest's RAM in the QEMU process."""
+
+    def __init__(self, base=None, **kwargs):
+        super().__init__(**kwargs)
+        if base is not None:
+            for attr in ('hugepages', 'sharedpages', 'locked',
+                         'allocateimmediate', 'discard'):
+                setattr(self, attr, getattr(base, attr))
+        self.sharedaccess = True
+
+    def format_dom(self):
+        root = super().format_dom()
+        root.append(etree.Element('source', type='memfd'))
+        return root
+
+
+class LokiMetadata(vconfig.LibvirtConfigObject):
+    """``<loki:memtier>`` in the domain's ``<metadata>``: the source of
+    truth for the agent (``loki_nova.memtier.metadata`` reads it)."""
+
+    def __init__(self, spec, **kwargs):
+        super().__init__(root_name=metadata.ELEMENT,
+                         ns_prefix=metadata.PREFIX,
+                         ns_uri=metadata.NAMESPACE, **kwargs)
+        self.spec = spec
+
+    def format_dom(self):
+        root = super().format_dom()
+        root.append(self._text_node(metadata.POLICY, self.spec.policy))
+        root.append(self._text_node(metadata.FLOOR, self.spec.floor_mb))
+        if self.spec.policy == 'on_demand':
+            root.append(self._text_node(metadata.CEILING,
+                                        self.spec.ceiling_mb))
+        return root
+
+
+def _fault(message):
+    """An exception that makes the compute manager stop the build (no
+    reschedule) with ``message`` in the instance fault."""
+    return exception.InvalidInput(reason=message)
+
+
+class _MigratingGuest:
+    """Stands in for ``Guest`` during ``_live_migration_operation`` so that
+    the destination XML can be rewritten just before libvirt gets it."""
+
+    def __init__(self, guest, rewrite):
+        self._guest = guest
+        self._rewrite = rewrite
+
+    def migrate(self, destination, **kwargs):
+        if kwargs.get('destination_xml'):
+            kwargs['destination_xml'] = self._rewrite(
+                kwargs['destination_xml'])
+        return self._guest.migrate(destination, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._guest, name)
+
+
+class LokiDriver(libvirt_driver.LibvirtDriver):
+    """The libvirt driver with tiered guest memory; see the module doc."""
+
+    def __init__(self, virtapi, read_only=False):
+        super().__init__(virtapi, read_only)
+        self._tiers = tiers_mod.HostTiers({}, {}, 'not discovered yet')
+
+    # -- host ------------------------------------------------------------
+
+    def init_host(self, host):
+        super().init_host(host)
+        self._tiers = self._discover_tiers()
+        if self._tiers.tiered:
+            LOG.info('loki: tiered host: %s', self._tiers.describe())
+        else:
+            LOG.info('loki: no slow memory tier on this host (%s); guests '
+                     'run as with the libvirt driver and tiered flavors are '
+                     'refused', self._tiers.describe())
+
+    def _host_cells(self):
+        caps = self._host.get_capabilities()
+        topo = caps.host.topology
+        if topo is None:
+            return []
+        return [tiers_mod.Cell(cell.id, cell.memory // 1024, len(cell.cpus))
+                for cell in topo.cells]
+
+    def _discover_tiers(self):
+        cells = self._host_cells()
+        if CONF.libvirt.file_backed_memory > 0:
+            LOG.warning('loki: [libvirt] file_backed_memory is set; guest '
+                        'RAM is a file, not tiered memory, so this host is '
+                        'reported untiered')
+            return tiers_mod.untiered(cells, 'file-backed memory')
+        return tiers_mod.discover(
+            cells, kernfs.KernelFS(CONF.loki.sysfs_root),
+            CONF.loki.node_tiers or None)
+
+    @property
+    def host_tiers(self):
+        return self._tiers
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        super().update_provider_tree(provider_tree, nodename,
+                                     allocations=allocations)
+        if not self._tiers.tiered:
+            if provider_tree.has_traits(nodename, [specs.TRAIT]):
+                provider_tree.remove_traits(nodename, specs.TRAIT)
+            return
+        inventory = provider_tree.data(nodename).inventory
+        memory = inventory.get('MEMORY_MB')
+        fast_mb = self._tiers.fast_mb
+        if memory is not None and fast_mb:
+            memory['total'] = fast_mb
+            memory['max_unit'] = fast_mb
+        slow_mb = self._tiers.slow_mb
+        inventory[specs.SLOW_RC] = {
+            'total': slow_mb,
+            'min_unit': 1,
+            'max_unit': slow_mb,
+            'step_size': 1,
+            'allocation_ratio': CONF.loki.slow_memory_allocation_ratio,
+            'reserved': min(CONF.loki.slow_memory_reserved_mb, slow_mb),
+        }
+        provider_tree.update_inventory(nodename, inventory)
+        provider_tree.add_traits(nodename, specs.TRAIT)
+
+    # -- flavors ---------------------------------------------------------
+
+    @staticmethod
+    def tier_spec(flavor):
+        """The flavor's ``TierSpec`` (None when untiered); raises
+        ``SpecError``."""
+        return specs.from_extra_specs(flavor.memory_mb, flavor.extra_specs)
+
+    @staticmethod
+    def _image_prop(image_meta, name):
+        props = getattr(image_meta, 'properties', None)
+        if props is None:
+            return None
+        return props.get(name) if props.obj_attr_is_set(name) else None
+
+    def _check_combinations(self, flavor, image_meta):
+        """Refuse what cannot be tiered; raises ``SpecError``."""
+        extra = flavor.extra_specs or {}
+        page = extra.get('hw:mem_page_size') or self._image_prop(
+            image_meta, 'hw_mem_page_size')
+        if page and str(page).lower() not in ('small', '4', '4k', '4kb',
+                                              '4096'):
+            raise specs.SpecError(
+                'hw:mem_page_size=%s cannot be combined with a tiered %s: '
+                'huge pages are reserved per NUMA node and are not moved '
+                'between tiers. Use hw:mem_page_size=small, or %s=none'
+                % (page, specs.POLICY, specs.POLICY))
+        if extra.get('hw:pmem'):
+            raise specs.SpecError(
+                'hw:pmem (vPMEM) cannot be combined with a tiered %s: the '
+                'guest would get persistent-memory namespaces as devices '
+                'while loki uses the same memory as a slow tier. Use one or '
+                'the other' % specs.POLICY)
+        locked = extra.get('hw:locked_memory') or self._image_prop(
+            image_meta, 'hw_locked_memory')
+        if hardware.is_realtime_enabled(flavor) or (
+                locked and str(locked).lower() in ('1', 'true', 'yes')):
+            raise specs.SpecError(
+                'hw:locked_memory / hw:cpu_realtime lock guest memory, which '
+                'cannot be combined with a tiered %s; use %s=none'
+                % (specs.POLICY, specs.POLICY))
+
+    def check_tiered_flavor(self, flavor, image_meta):
+        """Every check a tiered guest must pass on this host; returns the
+        ``TierSpec`` (None when untiered) or raises ``SpecError``."""
+        spec = self.tier_spec(flavor)
+        if spec is None:
+            return None
+        self._check_combinations(flavor, image_meta)
+        if not specs.check_resources(flavor.memory_mb, flavor.extra_specs,
+                                     spec):
+            LOG.warning(
+                'loki: flavor %s is tiered (%s) but carries no '
+                'resources:MEMORY_MB / resources:%s split, so Placement '
+                'accounts all %d MiB as DRAM; "loki-memtier '
+                'flavor-properties" prints the split', flavor.name,
+                spec.policy, specs.SLOW_RC, flavor.memory_mb)
+        if not self._tiers.tiered:
+            raise specs.SpecError(
+                '%s=%s needs a host with a slow memory tier, and this host '
+                'has none (%s); add trait:%s=required to the flavor so the '
+                'scheduler picks a tiered host'
+                % (specs.POLICY, spec.policy, self._tiers.describe(),
+                   specs.TRAIT))
+        return spec
+
+    # -- lifecycle -------------------------------------------------------
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        try:
+            spec = self.check_tiered_flavor(instance.flavor, image_meta)
+        except specs.SpecError as exc:
+            LOG.error('loki: refusing to build: %s', exc, instance=instance)
+            raise _fault(str(exc))
+        if spec is not None:
+            LOG.info('loki: spawning a %s guest: DRAM floor %d MiB, ceiling '
+                     '%d MiB of %d MiB', spec.policy, spec.floor_mb,
+                     spec.ceiling_mb, instance.flavor.memory_mb,
+                     instance=instance)
+        return super().spawn(
+            context, instance, image_meta, injected_files, admin_password,
+            allocations, network_info=network_info,
+            block_device_info=block_device_info, power_on=power_on,
+            accel_info=accel_info)
+
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor,
+                                   network_info, block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        # Resize: refuse an invalid target flavor before the guest stops.
+        try:
+            spec = self.tier_spec(flavor)
+            if spec is not None:
+                self._check_combinations(flavor, instance.image_meta)
+                specs.check_resources(flavor.memory_mb, flavor.extra_specs,
+                                      spec)
+        except specs.SpecError as exc:
+            raise exception.InstanceFaultRollback(
+                inner_exception=exception.ResizeError(reason=str(exc)))
+        return super().migrate_disk_and_power_off(
+            context, instance, dest, flavor, network_info,
+            block_device_info=block_device_info, timeout=timeout,
+            retry_interval=retry_interval)
+
+    # -- guest XML -------------------------------------------------------
+
+    def _get_guest_config(self, instance, network_info, image_meta,
+                          disk_info, *args, **kwargs):
+        conf = super()._get_guest_config(instance, network_info, image_meta,
+                                         disk_info, *args, **kwargs)
+        if not self._tiers.tiered:
+            return conf
+        spec = self.tier_spec(instance.flavor)
+        if spec is None:
+            self._confine_to_dram(conf)
+        else:
+            self._make_tiered(conf, spec)
+        return conf
+
+    def _confine_to_dram(self, conf):
+        if conf.numatune is not None:
+            # Nova placed the guest's NUMA cells; they have CPUs, so they
+            # are DRAM nodes already.
+            return
+        numatune = vconfig.LibvirtConfigGuestNUMATune()
+        numatune.memory = vconfig.LibvirtConfigGuestNUMATuneMemory()
+        numatune.memory.mode = 'strict'
+        numatune.memory.nodeset = self._tiers.fast_nodes
+        conf.numatune = numatune
+
+    def _make_tiered(self, conf, spec):
+        conf.membacking = LokiMemoryBacking(conf.membacking)
+        slow = set(self._tiers.slow_nodes)
+        if conf.numatune is None:
+            numatune = vconfig.LibvirtConfigGuestNUMATune()
+            numatune.memory = vconfig.LibvirtConfigGuestNUMATuneMemory()
+            numatune.memory.nodeset = sorted(
+                set(self._tiers.fast_nodes) | slow)
+            conf.numatune = numatune
+        else:
+            # A NUMA guest: each guest cell keeps its DRAM cell and may also
+            # use every slow node.
+            numatune = conf.numatune
+            if numatune.memory is not None:
+                numatune.memory.nodeset = sorted(
+                    set(numatune.memory.nodeset) | slow)
+            for memnode in numatune.memnodes:
+                memnode.nodeset = sorted(set(memnode.nodeset) | slow)
+                memnode.mode = TIERED_MODE
+        if numatune.memory is not None:
+            numatune.memory.mode = TIERED_MODE
+        conf.metadata.append(LokiMetadata(spec))
+
+    # -- live migration --------------------------------------------------
+
+    def _migration_nodes(self):
+        return {'host': CONF.host, 'fast': self._tiers.fast_nodes,
+                'slow': self._tiers.slow_nodes}
+
+    def check_can_live_migrate_destination(self, context, instance,
+                                           src_compute_info,
+                                           dst_compute_info,
+                                           block_migration=False,
+                                           disk_over_commit=False):
+        data = super().check_can_live_migrate_destination(
+            context, instance, src_compute_info, dst_compute_info,
+            block_migration=block_migration,
+            disk_over_commit=disk_over_commit)
+        # The destination's node numbers, for the source's XML rewrite.
+        instance.system_metadata[MIGRATION_NODES_KEY] = json.dumps(
+            self._migration_nodes())
+        instance.save()
+        return data
+
+    @staticmethod
+    def _published_nodes(context, instance):
+        fresh = objects.Instance.get_by_uuid(
+            context, instance.uuid, expected_attrs=['system_metadata'])
+        raw = fresh.system_metadata.get(MIGRATION_NODES_KEY)
+        return json.loads(raw) if raw else None
+
+    def check_can_live_migrate_source(self, context, instance,
+                                      dest_check_data, block_device_info=None):
+        data = super().check_can_live_migrate_source(
+            context, instance, dest_check_data,
+            block_device_info=block_device_info)
+        if self._tiers.tiered and self.tier_spec(instance.flavor):
+            nodes = self._published_nodes(context, instance)
+            if not nodes or not nodes.get('slow'):
+                raise exception.MigrationPreCheckError(
+                    reason='instance is tiered (%s) and the destination '
+                           'did not report a slow memory tier; it must run '
+                           'loki.LokiDriver on a tiered host' % specs.POLICY)
+        return data
+
+    def _live_migration_operation(self, context, instance, dest,
+                                  block_migration, migrate_data, guest,
+                                  device_names):
+        if self._tiers.tiered:
+            nodes = self._published_nodes(context, instance)
+            spec = self.tier_spec(instance.flavor)
+            rewrite = functools.partial(
+                rewrite_numatune, numa_guest=bool(instance.numa_topology),
+                tiered=spec is not None, source=self._migration_nodes(),
+                destination=nodes)
+            guest = _MigratingGuest(guest, rewrite)
+        return super()._live_migration_operation(
+            context, instance, dest, block_migration, migrate_data, guest,
+            device_names)
+
+
+def _nodeset(text):
+    return set(hardware.parse_cpu_spec(text)) if text else set()
+
+
+def rewrite_numatune(xml, numa_guest, tiered, source, destination):
+    """Point the ``<numatune>`` of a live-migrating guest's XML at the
+    destination's nodes.
+
+    ``source``/``destination`` are ``{'fast': [...], 'slow': [...]}``
+    (``destination`` None when the destination is not a tiered loki host).
+    A NUMA guest's DRAM nodes were already rewritten by Nova from the
+    destination's NUMA claim; only the slow nodes are swapped.  A guest
+    without NUMA topology has loki's numatune only, which is rebuilt."""
+    root = etree.fromstring(xml)
+    numatune = root.find('numatune')
+    if numatune is None:
+        return xml
+    src_slow = set(source.get('slow', ()))
+    if destination is None:
+        if not numa_guest:
+            root.remove(numatune)
+        else:
+            for el in [numatune.find('memory')] + numatune.findall(
+                    'memnode'):
+                if el is not None:
+                    el.set('nodeset', hardware.format_cpu_spec(
+                        _nodeset(el.get('nodeset')) - src_slow))
+        return etree.tostring(root, encoding='unicode')
+    dst_fast = set(destination.get('fast', ()))
+    dst_slow = set(destination.get('slow', ())) if tiered else set()
+    for el in [numatune.find('memory')] + numatune.findall('memnode'):
+        if el is None:
+            continue
+        if numa_guest:
+            nodes = (_nodeset(el.get('nodeset')) - src_slow) | dst_slow
+        else:
+            nodes = dst_fast | dst_slow
+        el.set('nodeset', hardware.format_cpu_spec(nodes))
+    return etree.tostring(root, encoding='unicode')
