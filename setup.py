@@ -36,6 +36,7 @@ class LokiDistribution(setuptools.Distribution):
         self.package_dir = dict(self.package_dir or {})
         self.package_dir[SHIM_PACKAGE] = SHIM_DIR
 
+
 extensions = [
     setuptools.Extension(
         'loki_nova.memtier.classifier._core',

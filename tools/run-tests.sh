@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash tools/setup-env.sh
-.venv/bin/python -m flake8 loki_nova tests benchmarks
+.venv/bin/python -m flake8 loki_nova nova_shim tests benchmarks setup.py
 status=0
 .venv/bin/python -m pytest -p no:cacheprovider -ra "$@" tests || status=$?
 if [ "$status" -eq 5 ]; then
