@@ -219,26 +219,25 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
         extra = flavor.extra_specs or {}
         page = extra.get('hw:mem_page_size') or self._image_prop(
             image_meta, 'hw_mem_page_size')
+        # Instance faults keep 255 characters: the spec and the fix first.
         if page and str(page).lower() not in ('small', '4', '4k', '4kb',
                                               '4096'):
             raise specs.SpecError(
-                'hw:mem_page_size=%s cannot be combined with a tiered %s: '
-                'huge pages are reserved per NUMA node and are not moved '
-                'between tiers. Use hw:mem_page_size=small, or %s=none'
+                'hw:mem_page_size=%s: not with a tiered %s (huge pages are '
+                'not moved between tiers); use small or %s=none'
                 % (page, specs.POLICY, specs.POLICY))
         if extra.get('hw:pmem'):
             raise specs.SpecError(
-                'hw:pmem (vPMEM) cannot be combined with a tiered %s: the '
-                'guest would get persistent-memory namespaces as devices '
-                'while loki uses the same memory as a slow tier. Use one or '
-                'the other' % specs.POLICY)
+                'hw:pmem (vPMEM): not with a tiered %s (the same memory '
+                'cannot be a device and a slow tier); use one or the other'
+                % specs.POLICY)
         locked = extra.get('hw:locked_memory') or self._image_prop(
             image_meta, 'hw_locked_memory')
         if hardware.is_realtime_enabled(flavor) or (
                 locked and str(locked).lower() in ('1', 'true', 'yes')):
             raise specs.SpecError(
-                'hw:locked_memory / hw:cpu_realtime lock guest memory, which '
-                'cannot be combined with a tiered %s; use %s=none'
+                'hw:locked_memory/hw:cpu_realtime: not with a tiered %s '
+                '(locked memory is not moved between tiers); use %s=none'
                 % (specs.POLICY, specs.POLICY))
 
     def check_tiered_flavor(self, flavor, image_meta):
@@ -258,11 +257,9 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
                 spec.policy, specs.SLOW_RC, flavor.memory_mb)
         if not self._tiers.tiered:
             raise specs.SpecError(
-                '%s=%s needs a host with a slow memory tier, and this host '
-                'has none (%s); add trait:%s=required to the flavor so the '
-                'scheduler picks a tiered host'
-                % (specs.POLICY, spec.policy, self._tiers.describe(),
-                   specs.TRAIT))
+                '%s=%s: this host has no slow memory tier; add trait:%s='
+                'required to the flavor so the scheduler picks a tiered host'
+                % (specs.POLICY, spec.policy, specs.TRAIT))
         return spec
 
     # -- lifecycle -------------------------------------------------------

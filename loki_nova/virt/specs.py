@@ -174,11 +174,9 @@ def check_resources(memory_mb, extra_specs, spec):
         except (TypeError, ValueError):
             got = None
         if got != expected:
+            # Fault messages are cut at 255 characters: key and fix first.
             raise SpecError(
-                '%s=%s contradicts the loki floor: a %d MiB flavor with a '
-                '%d MiB DRAM floor needs %s=%d and %s=%d (loki-memtier '
-                'flavor-properties prints them)'
-                % (key, 'unset' if value is None else value, memory_mb,
-                   spec.floor_mb, fast_key, want[fast_key], slow_key,
-                   want[slow_key]))
+                '%s=%s contradicts loki floor %d MiB; valid: %s=%d, %s=%d'
+                % (key, 'unset' if value is None else value, spec.floor_mb,
+                   fast_key, want[fast_key], slow_key, want[slow_key]))
     return True

@@ -110,13 +110,23 @@ class LokiTestBase(base.ServersTestBase):
     def _setup_compute_service(self):
         self.flags(compute_driver='loki.LokiDriver')
 
-    def start_loki_compute(self, hostname, slow=(2,), slow_kb=SLOW_KB):
+    def start_loki_compute(self, hostname, slow=(2,), slow_kb=SLOW_KB,
+                           hugepages_2m=0):
         """A compute with two DRAM cells (0, 1; 4 CPUs, 16 GiB in all) and
         one CPU-less cell per id in ``slow``; ``slow=()`` is an untiered
-        host."""
+        host.  ``hugepages_2m`` 2 MiB pages are reserved on each DRAM
+        cell."""
+        mempages = None
+        if hugepages_2m:
+            cell_kb = DRAM_KB // 2
+            mempages = {
+                cell: fakelibvirt.create_mempages(
+                    [(4, (cell_kb - hugepages_2m * 2048) // 4),
+                     (2048, hugepages_2m)])
+                for cell in (0, 1)}
         host_info = fakelibvirt.HostInfo(cpu_nodes=2, cpu_sockets=1,
                                          cpu_cores=2, cpu_threads=1,
-                                         kB_mem=DRAM_KB)
+                                         kB_mem=DRAM_KB, mempages=mempages)
         for node_id in slow:
             host_info.numa_topology.cells.append(slow_cell(node_id, slow_kb))
         return self.start_compute(hostname=hostname, host_info=host_info)
@@ -169,6 +179,22 @@ class LokiTestBase(base.ServersTestBase):
     def instance(self, server):
         return objects.Instance.get_by_uuid(
             nova_context.get_admin_context(), server['id'])
+
+
+def libvirt_roundtrip(root):
+    """Define ``root`` (a domain XML element) in libvirt's built-in test
+    driver (a real libvirt parser, no hypervisor), read it back and
+    undefine it: what a real libvirt keeps of the XML."""
+    import libvirt
+    conn = libvirt.open('test:///default')
+    try:
+        dom = conn.defineXML(etree.tostring(root, encoding='unicode'))
+        try:
+            return etree.fromstring(dom.XMLDesc(0))
+        finally:
+            dom.undefine()
+    finally:
+        conn.close()
 
 
 def numatune(root):

@@ -12,23 +12,188 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Spawning tiered and untiered guests with LokiDriver in the harness."""
+"""Spawning guests with LokiDriver in the harness: the XML Nova really sends
+to libvirt (and what a real libvirt parser keeps of it) for each policy and
+each combination with NUMA, page size and vPMEM, and the build failures of
+inconsistent flavors."""
 
+import os
+
+from nova import conf
+from nova import objects
+
+from loki_nova.virt import specs
 from tests.nova import base
+
+CONF = conf.CONF
 
 
 class TestSpawn(base.LokiTestBase):
 
-    def test_static_guest_xml_and_placement(self):
-        self.start_loki_compute('tiered1', slow=(2,))
-        flavor = self.tiered_flavor(4096, 'static', dram_percent=25)
-        server = self._create_server(flavor_id=flavor, networks='none')
-        server = self._wait_for_state_change(server, 'ACTIVE')
-        root = self.last_xml('tiered1')
-        self.assertEqual(('restrictive', '0-2', {}), base.numatune(root))
+    def _boot(self, flavor, state='ACTIVE'):
+        return self._create_server(flavor_id=flavor, networks='none',
+                                   expected_state=state)
+
+    def _assert_tiered_xml(self, root, nodeset, policy, floor, ceiling):
+        self.assertEqual(('restrictive', nodeset), base.numatune(root)[:2])
         self.assertEqual(('memfd', 'shared'), base.memory_backing(root))
-        policy = base.loki_metadata(root)
-        self.assertEqual(('static', 1024), (policy.policy, policy.floor_mb))
+        meta = base.loki_metadata(root)
+        self.assertEqual((policy, floor, ceiling),
+                         (meta.policy, meta.floor_mb, meta.ceiling_mb))
+
+    def test_static_guest(self):
+        self.start_loki_compute('tiered1', slow=(2,))
+        server = self._boot(self.tiered_flavor(4096, 'static',
+                                               dram_percent=25))
+        sent = self.last_xml('tiered1')
+        self._assert_tiered_xml(sent, '0-2', 'static', 1024, 1024)
+        self.assertEqual({}, base.numatune(sent)[2])
+        # A real libvirt parser keeps every part of it.
+        self._assert_tiered_xml(base.libvirt_roundtrip(sent), '0-2',
+                                'static', 1024, 1024)
+        self.assertEqual(self.instance_name(server), sent.findtext('name'))
         usage = self.usages('tiered1')
         self.assertEqual(1024, usage['MEMORY_MB'])
-        self.assertEqual(3072, usage['CUSTOM_LOKI_SLOW_MEMORY_MB'])
+        self.assertEqual(3072, usage[specs.SLOW_RC])
+
+    def test_on_demand_guest(self):
+        self.start_loki_compute('tiered1', slow=(2, 3))
+        self._boot(self.tiered_flavor(4096, 'on_demand', dram_mb=1024,
+                                      dram_max_mb=3072))
+        sent = self.last_xml('tiered1')
+        self._assert_tiered_xml(sent, '0-3', 'on_demand', 1024, 3072)
+        self._assert_tiered_xml(base.libvirt_roundtrip(sent), '0-3',
+                                'on_demand', 1024, 3072)
+
+    def test_untiered_guest_confined_to_dram(self):
+        self.start_loki_compute('tiered1', slow=(2,))
+        flavor = self._create_flavor(memory_mb=2048)
+        self._boot(flavor)
+        for root in (self.last_xml('tiered1'),
+                     base.libvirt_roundtrip(self.last_xml('tiered1'))):
+            self.assertEqual(('strict', '0-1'), base.numatune(root)[:2])
+            self.assertIsNone(base.loki_metadata(root))
+            self.assertIsNone(base.memory_backing(root))
+        usage = self.usages('tiered1')
+        self.assertEqual(2048, usage['MEMORY_MB'])
+        self.assertEqual(0, usage.get(specs.SLOW_RC, 0))
+
+    def test_untiered_host_untouched_xml(self):
+        self.start_loki_compute('plain1', slow=())
+        self._boot(self._create_flavor(memory_mb=2048))
+        root = self.last_xml('plain1')
+        self.assertEqual((None, None, {}), base.numatune(root))
+        self.assertIsNone(base.loki_metadata(root))
+
+    def test_numa_guest_cells_get_their_dram_cell_plus_slow(self):
+        self.start_loki_compute('tiered1', slow=(2,))
+        flavor = self.tiered_flavor(4096, 'static', dram_percent=50)
+        self.api_fixture.admin_api.post_extra_spec(
+            flavor, {'extra_specs': {'hw:numa_nodes': '2'}})
+        self._boot(flavor)
+        for root in (self.last_xml('tiered1'),
+                     base.libvirt_roundtrip(self.last_xml('tiered1'))):
+            mode, nodeset, memnodes = base.numatune(root)
+            self.assertEqual(('restrictive', '0-2'), (mode, nodeset))
+            self.assertEqual({0: ('restrictive', '0,2'),
+                              1: ('restrictive', '1-2')}, memnodes)
+            self.assertEqual(('memfd', 'shared'), base.memory_backing(root))
+
+    def test_small_pages_supported(self):
+        self.start_loki_compute('tiered1', slow=(2,))
+        flavor = self.tiered_flavor(2048, 'static', dram_mb=512)
+        self.api_fixture.admin_api.post_extra_spec(
+            flavor, {'extra_specs': {'hw:mem_page_size': 'small'}})
+        self._boot(flavor)
+        root = self.last_xml('tiered1')
+        self.assertIsNone(root.find('memoryBacking/hugepages'))
+        self.assertEqual(('memfd', 'shared'), base.memory_backing(root))
+        self.assertEqual('restrictive', base.numatune(root)[0])
+
+    def _assert_failed_cleanly(self, server, *needles):
+        message = server['fault']['message']
+        for needle in needles:
+            self.assertIn(needle, message)
+        name = self.instance_name(server)
+        for _host, xml in self.defined:
+            self.assertNotIn('<name>%s</name>' % name, xml)
+        for compute in self.computes.values():
+            conn = compute.driver._host.get_connection()
+            self.assertNotIn(name, [d.name() for d in conn.listAllDomains()])
+        self.assertFalse(os.path.exists(
+            os.path.join(CONF.instances_path, server['id'])))
+        return message
+
+    def test_huge_pages_rejected(self):
+        self.start_loki_compute('tiered1', slow=(2,), hugepages_2m=1024)
+        flavor = self.tiered_flavor(2048, 'static', dram_mb=512)
+        self.api_fixture.admin_api.post_extra_spec(
+            flavor, {'extra_specs': {'hw:mem_page_size': '2MB'}})
+        server = self._boot(flavor, 'ERROR')
+        self._assert_failed_cleanly(server, 'hw:mem_page_size=2MB',
+                                    'use small')
+
+    def test_vpmem_rejected(self):
+        # A host with vPMEM namespaces needs ndctl and real PMem; the check
+        # itself is the driver's, called as spawn calls it.
+        self.start_loki_compute('tiered1', slow=(2,))
+        driver = self.computes['tiered1'].driver
+        extra = dict(specs.flavor_properties(4096, 'static', dram_mb=1024))
+        extra['hw:pmem'] = '4GB'
+        flavor = objects.Flavor(name='pmem', memory_mb=4096,
+                                extra_specs=extra)
+        image = objects.ImageMeta.from_dict({'properties': {}})
+        with self.assertRaisesRegex(specs.SpecError, r'hw:pmem \(vPMEM\)'):
+            driver.check_tiered_flavor(flavor, image)
+
+    def test_inconsistent_flavors_fail_cleanly(self):
+        self.start_loki_compute('tiered1', slow=(2,))
+        cases = [
+            ({specs.POLICY: 'static', specs.DRAM_MB: '8192'},
+             ['loki:dram_mb', 'from 1 to the flavor memory (4096 MiB)']),
+            ({specs.POLICY: 'on_demand', specs.DRAM_MB: '2048',
+              specs.DRAM_MAX_MB: '1024'},
+             ['loki:dram_max_mb', 'from the floor (2048 MiB)']),
+            ({specs.POLICY: 'static'},
+             ['exactly one of loki:dram_mb and loki:dram_percent',
+              'neither']),
+            ({specs.POLICY: 'static', specs.DRAM_MB: '1024',
+              specs.DRAM_PERCENT: '25'},
+             ['exactly one of loki:dram_mb and loki:dram_percent', 'both']),
+            ({specs.POLICY: 'static', specs.DRAM_MB: '1024',
+              'resources:MEMORY_MB': '2048',
+              'resources:%s' % specs.SLOW_RC: '2048'},
+             ['resources:MEMORY_MB=2048 contradicts loki floor 1024 MiB',
+              'valid: resources:MEMORY_MB=1024, '
+              'resources:CUSTOM_LOKI_SLOW_MEMORY_MB=3072']),
+            ({specs.DRAM_PERCENT: '25'},
+             ['loki:dram_percent without loki:memory_tier_policy']),
+        ]
+        for extra, needles in cases:
+            flavor = self._create_flavor(memory_mb=4096, extra_spec=extra)
+            server = self._boot(flavor, 'ERROR')
+            message = self._assert_failed_cleanly(server, *needles)
+            self.assertIn('Invalid input', message)
+        self.assertEqual([], [x for h, x in self.defined])
+
+    def test_tiered_without_split_accepted_with_warning(self):
+        self.start_loki_compute('tiered1', slow=(2,))
+        flavor = self.tiered_flavor(4096, 'static', split=False,
+                                    dram_percent=25)
+        self._boot(flavor)
+        self.assertIn('carries no resources:MEMORY_MB',
+                      self.stdlog.logger.output)
+        usage = self.usages('tiered1')
+        self.assertEqual(4096, usage['MEMORY_MB'])
+        self.assertEqual(0, usage.get(specs.SLOW_RC, 0))
+        self._assert_tiered_xml(self.last_xml('tiered1'), '0-2', 'static',
+                                1024, 1024)
+
+    def test_tiered_flavor_on_untiered_host_fails(self):
+        self.start_loki_compute('plain1', slow=())
+        flavor = self.tiered_flavor(4096, 'static', split=False,
+                                    dram_percent=25)
+        server = self._boot(flavor, 'ERROR')
+        self._assert_failed_cleanly(
+            server, 'loki:memory_tier_policy=static: this host has no slow '
+            'memory tier', 'trait:CUSTOM_LOKI_TIERED_MEMORY=required')
