@@ -15,6 +15,8 @@
 """The loki: flavor extra specs: every combination's check, and the flavor
 properties that go with a valid one."""
 
+import re
+
 import pytest
 
 from loki_nova.virt import specs
@@ -76,3 +78,44 @@ def test_properties_of_a_tiered_flavor_split_its_memory():
     }
     assert specs.flavor_properties(4096, 'none') == [
         ('loki:memory_tier_policy', 'none')]
+
+
+@pytest.mark.parametrize('extra,want', [
+    ({}, None),
+    ({specs.POLICY: 'none'}, None),
+    ({specs.POLICY: ' static ', specs.DRAM_PERCENT: '25'},
+     specs.TierSpec('static', 1024, 1024)),
+    ({specs.POLICY: 'on_demand', specs.DRAM_MB: '512',
+      specs.DRAM_MAX_MB: '2048'}, specs.TierSpec('on_demand', 512, 2048)),
+])
+def test_extra_specs_resolve(extra, want):
+    assert specs.from_extra_specs(4096, extra) == want
+
+
+@pytest.mark.parametrize('extra,said', [
+    ({specs.DRAM_MB: '512'}, 'loki:dram_mb without loki:memory_tier_policy'),
+    ({specs.POLICY: 'static', specs.DRAM_MB: 'lots'},
+     "loki:dram_mb must be a whole number, got 'lots'"),
+    ({specs.POLICY: 'static', specs.DRAM_MB: '5000'},
+     'loki:dram_mb must be an integer from 1 to the flavor memory'),
+])
+def test_extra_spec_errors_name_the_spec(extra, said):
+    with pytest.raises(specs.SpecError, match=re.escape(said)):
+        specs.from_extra_specs(4096, extra)
+
+
+def test_resources_split_checked_against_floor():
+    spec = specs.from_extra_specs(
+        4096, {specs.POLICY: 'static', specs.DRAM_MB: '1024'})
+    consistent = dict(specs.flavor_properties(4096, 'static', dram_mb=1024))
+    assert specs.check_resources(4096, consistent, spec) is True
+    assert specs.check_resources(4096, {}, spec) is False
+    partial = {'resources:MEMORY_MB': '1024'}
+    with pytest.raises(specs.SpecError, match=re.escape(
+            'resources:CUSTOM_LOKI_SLOW_MEMORY_MB=unset contradicts loki '
+            'floor 1024 MiB; valid: resources:MEMORY_MB=1024, '
+            'resources:CUSTOM_LOKI_SLOW_MEMORY_MB=3072')):
+        specs.check_resources(4096, partial, spec)
+    wrong = dict(consistent, **{'resources:MEMORY_MB': '4096'})
+    with pytest.raises(specs.SpecError, match='resources:MEMORY_MB=4096'):
+        specs.check_resources(4096, wrong, spec)
