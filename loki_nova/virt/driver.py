@@ -446,4 +446,21 @@ def rewrite_numatune(xml, numa_guest, tiered, source, destination):
         else:
             nodes = dst_fast | dst_slow
         el.set('nodeset', hardware.format_cpu_spec(nodes))
+    if tiered:
+        _restore_memfd(root)
     return etree.tostring(root, encoding='unicode')
+
+
+def _restore_memfd(root):
+    """Nova's ``get_updated_guest_xml`` strips ``<source>`` and
+    ``<access>`` from ``<memoryBacking>`` (it only knows file-backed
+    memory); a tiered guest keeps its shared memfd RAM on the
+    destination."""
+    backing = root.find('memoryBacking')
+    if backing is None:
+        backing = etree.SubElement(root, 'memoryBacking')
+    for name in ('source', 'access'):
+        for el in backing.findall(name):
+            backing.remove(el)
+    backing.append(etree.Element('source', type='memfd'))
+    backing.append(etree.Element('access', mode='shared'))
