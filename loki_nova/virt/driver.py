@@ -372,11 +372,30 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
         return data
 
     @staticmethod
-    def _published_nodes(context, instance):
+    def _published_nodes(context, instance, consume=False):
+        """The destination's nodes as it published them; ``consume``
+        removes them, so that a later migration to a host that publishes
+        nothing (not a loki host) cannot pick up stale numbers."""
         fresh = objects.Instance.get_by_uuid(
             context, instance.uuid, expected_attrs=['system_metadata'])
         raw = fresh.system_metadata.get(MIGRATION_NODES_KEY)
+        if raw is not None and consume:
+            del fresh.system_metadata[MIGRATION_NODES_KEY]
+            fresh.save()
         return json.loads(raw) if raw else None
+
+    def rollback_live_migration_at_destination(self, context, instance,
+                                               network_info,
+                                               block_device_info,
+                                               destroy_disks=True,
+                                               migrate_data=None):
+        try:
+            self._published_nodes(context, instance, consume=True)
+        except exception.InstanceNotFound:
+            pass
+        return super().rollback_live_migration_at_destination(
+            context, instance, network_info, block_device_info,
+            destroy_disks=destroy_disks, migrate_data=migrate_data)
 
     def check_can_live_migrate_source(self, context, instance,
                                       dest_check_data, block_device_info=None):
@@ -395,8 +414,8 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
     def _live_migration_operation(self, context, instance, dest,
                                   block_migration, migrate_data, guest,
                                   device_names):
+        nodes = self._published_nodes(context, instance, consume=True)
         if self._tiers.tiered:
-            nodes = self._published_nodes(context, instance)
             spec = self.tier_spec(instance.flavor)
             rewrite = functools.partial(
                 rewrite_numatune, numa_guest=bool(instance.numa_topology),

@@ -38,6 +38,7 @@ from lxml import etree
 from nova import conf
 from nova.tests.fixtures import libvirt as fakelibvirt
 
+from loki_nova.virt import driver as loki_driver
 from tests.nova import base
 
 CONF = conf.CONF
@@ -108,6 +109,10 @@ class LifecycleBase(base.LokiTestBase):
         self.assertEqual(dest, server['OS-EXT-SRV-ATTR:host'])
         self.assertEqual((src, dest), self.migrations[-1][:2])
         self.assertTrue(self.has_domain(dest, server))
+        # The destination's published node numbers were used up: a later
+        # migration cannot pick up stale ones.
+        self.assertNotIn(loki_driver.MIGRATION_NODES_KEY,
+                         self.instance(server).system_metadata)
         return server, etree.fromstring(self.migrations[-1][2])
 
     # -- helpers -----------------------------------------------------------
