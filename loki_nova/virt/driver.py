@@ -405,6 +405,7 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
         if self._tiers.tiered and self.tier_spec(instance.flavor):
             nodes = self._published_nodes(context, instance)
             if not nodes or not nodes.get('slow'):
+                self._published_nodes(context, instance, consume=True)
                 raise exception.MigrationPreCheckError(
                     reason='instance is tiered (%s) and the destination '
                            'did not report a slow memory tier; it must run '
