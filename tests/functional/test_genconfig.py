@@ -20,6 +20,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from loki_nova.conf import loki
 from loki_nova.conf import memtier
 
@@ -27,33 +29,22 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
 
-def test_config_generator_writes_the_memtier_sample(tmp_path):
-    sample = tmp_path / 'memtier.conf.sample'
+@pytest.mark.parametrize('generator_conf,group,opts', [
+    ('memtier-config-generator.conf', 'memtier', memtier.memtier_opts),
+    ('driver-config-generator.conf', 'loki', loki.loki_opts),
+], ids=['agent', 'driver'])
+def test_config_generator_writes_the_sample(tmp_path, generator_conf, group,
+                                            opts):
+    sample = tmp_path / 'sample.conf'
     generator = os.path.join(os.path.dirname(sys.executable),
                              'oslo-config-generator')
     done = subprocess.run(
         [generator, '--config-file',
-         os.path.join(REPO, 'etc/loki-nova/memtier-config-generator.conf'),
+         os.path.join(REPO, 'etc/loki-nova', generator_conf),
          '--output-file', str(sample)],
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     text = sample.read_text()
-    assert '[memtier]' in text
-    for opt in memtier.memtier_opts:
-        assert re.search(r'^#%s =( |$)' % opt.dest, text, re.M), opt.dest
-
-
-def test_config_generator_writes_the_driver_sample(tmp_path):
-    sample = tmp_path / 'nova-loki.conf.sample'
-    generator = os.path.join(os.path.dirname(sys.executable),
-                             'oslo-config-generator')
-    done = subprocess.run(
-        [generator, '--config-file',
-         os.path.join(REPO, 'etc/loki-nova/driver-config-generator.conf'),
-         '--output-file', str(sample)],
-        capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    text = sample.read_text()
-    assert '[loki]' in text
-    for opt in loki.loki_opts:
+    assert '[%s]' % group in text
+    for opt in opts:
         assert re.search(r'^#%s =( |$)' % opt.dest, text, re.M), opt.dest
