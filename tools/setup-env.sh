@@ -18,9 +18,10 @@ import os, sys, sysconfig
 sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')) else 1)
 PY
 fi
-# The test rigs: QEMU and libvirt (TCG guests), the sandbox's initramfs
+# The test rigs: QEMU (and qemu-img for Nova's image backend) and libvirt
+# (TCG guests), the sandbox's initramfs
 # (busybox-static, cpio) and numactl.
-for pkg in qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev \
+for pkg in qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
         pkg-config busybox-static cpio numactl; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
         || need_apt+=("$pkg")
