@@ -59,6 +59,9 @@ What is stubbed, and why
     ``mode='restrictive' nodeset='0'``.  Everything else in the XML
     (memfd backing, ``<loki:memtier>``) reaches libvirt as generated.
 
+Needs root, libvirtd + QEMU (``qemu-system-x86``) and ``qemu-img``
+(``qemu-utils``: Nova's image backend runs ``qemu-img info``/``create``).
+
 Safety: domain names are ``loki-nova-<pid>-<n>-%08x`` (``instance_name_
 template``), so nothing here can collide with a domain somebody else
 defined; a cleanup removes domains with this test's own prefix only, and
@@ -134,7 +137,9 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
     * ``image``: a ``tests.libvirt_rig.GuestImage``;
     * ``COMPUTE_DRIVER``: ``loki.LokiDriver`` or ``libvirt.LibvirtDriver``;
     * ``PHANTOM_SLOW_NODE``: ``(node id, MiB)`` of the modelled slow node,
-      or None for the host as it is (see the module doc).
+      or None for the host as it is (see the module doc);
+    * ``INSTANCES_PATH``: an ``instances_path`` shared by several tests
+      (keeps Nova's image cache ``_base`` warm), or None for a fresh one.
     """
 
     ADMIN_API = True
@@ -142,6 +147,7 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
     COMPUTE_DRIVER = 'loki.LokiDriver'
     PHANTOM_SLOW_NODE = None
     HOST = 'compute'
+    INSTANCES_PATH = None
     work_dir = None
     image = None
 
@@ -149,10 +155,10 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
         if self.work_dir is None or self.image is None:
             raise RuntimeError('set work_dir and image on %s first'
                                % type(self).__name__)
-        self.instances_path = os.path.join(
+        self.instances_path = self.INSTANCES_PATH or os.path.join(
             self.work_dir, 'instances-%d-%d' % (os.getpid(),
                                                 next(_numbers)))
-        os.mkdir(self.instances_path)
+        os.makedirs(self.instances_path, exist_ok=True)
         os.chmod(self.instances_path, 0o755)
         self.domain_prefix = 'loki-nova-%d-%d-' % (os.getpid(),
                                                    next(_numbers))
