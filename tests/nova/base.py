@@ -25,6 +25,7 @@ Two stand-ins are used, both for hardware that cannot exist here:
   discovery through ``[loki] sysfs_root``.
 """
 
+import copy
 import os
 import sys
 
@@ -195,6 +196,27 @@ def libvirt_roundtrip(root):
             dom.undefine()
     finally:
         conn.close()
+
+
+def libvirt_roundtrip_tiering(root):
+    """``libvirt_roundtrip`` of only the parts loki writes (memory
+    backing, numatune, loki metadata) in a minimal domain: for XML whose
+    other parts come from fake libvirt's own ``XMLDesc`` (which real
+    libvirt would not accept, e.g. duplicate disk addresses)."""
+    domain = etree.Element('domain', type='test')
+    etree.SubElement(domain, 'name').text = 'loki-roundtrip'
+    etree.SubElement(domain, 'memory').text = root.findtext('memory')
+    etree.SubElement(domain, 'vcpu').text = '1'
+    os_el = etree.SubElement(domain, 'os')
+    etree.SubElement(os_el, 'type').text = 'hvm'
+    for name in ('memoryBacking', 'numatune'):
+        el = root.find(name)
+        if el is not None:
+            domain.append(copy.deepcopy(el))
+    meta = root.find('metadata/loki:memtier', NS)
+    if meta is not None:
+        etree.SubElement(domain, 'metadata').append(copy.deepcopy(meta))
+    return libvirt_roundtrip(domain)
 
 
 def numatune(root):

@@ -113,7 +113,13 @@ class LifecycleBase(base.LokiTestBase):
         # migration cannot pick up stale ones.
         self.assertNotIn(loki_driver.MIGRATION_NODES_KEY,
                          self.instance(server).system_metadata)
-        return server, etree.fromstring(self.migrations[-1][2])
+        sent = etree.fromstring(self.migrations[-1][2])
+        # A real libvirt parser keeps the rewritten numatune and backing.
+        kept = base.libvirt_roundtrip_tiering(sent)
+        self.assertEqual(base.numatune(sent), base.numatune(kept))
+        self.assertEqual(base.memory_backing(sent), base.memory_backing(kept))
+        self.assertEqual(base.loki_metadata(sent), base.loki_metadata(kept))
+        return server, sent
 
     # -- helpers -----------------------------------------------------------
 
