@@ -309,7 +309,15 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
                                          disk_info, *args, **kwargs)
         if not self._tiers.tiered:
             return conf
-        spec = self.tier_spec(instance.flavor)
+        try:
+            spec = self.tier_spec(instance.flavor)
+        except specs.SpecError as exc:
+            # Only an instance built before its flavor's specs were checked
+            # gets here (spawn and resize refuse invalid ones): keep it
+            # running, untiered, and say why.
+            LOG.error('loki: %s; running the guest untiered', exc,
+                      instance=instance)
+            spec = None
         if spec is None:
             self._confine_to_dram(conf)
         else:
