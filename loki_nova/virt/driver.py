@@ -220,25 +220,45 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
         page = extra.get('hw:mem_page_size') or self._image_prop(
             image_meta, 'hw_mem_page_size')
         # Instance faults keep 255 characters: the spec and the fix first.
-        if page and str(page).lower() not in ('small', '4', '4k', '4kb',
-                                              '4096'):
+        if page and str(page).lower() not in ('small', '4', '4k', '4kb'):
             raise specs.SpecError(
                 'hw:mem_page_size=%s: not with a tiered %s (huge pages are '
-                'not moved between tiers); use small or %s=none'
+                'not moved between tiers); remove it or set %s=none'
                 % (page, specs.POLICY, specs.POLICY))
         if extra.get('hw:pmem'):
             raise specs.SpecError(
                 'hw:pmem (vPMEM): not with a tiered %s (the same memory '
                 'cannot be a device and a slow tier); use one or the other'
                 % specs.POLICY)
-        locked = extra.get('hw:locked_memory') or self._image_prop(
-            image_meta, 'hw_locked_memory')
-        if hardware.is_realtime_enabled(flavor) or (
-                locked and str(locked).lower() in ('1', 'true', 'yes')):
+
+        def truthy(value):
+            return value is not None and str(value).lower() in (
+                '1', 'true', 'yes', 'on')
+
+        if truthy(extra.get('hw:mem_encryption')) or truthy(
+                self._image_prop(image_meta, 'hw_mem_encryption')):
+            raise specs.SpecError(
+                'hw:mem_encryption (SEV): not with a tiered %s (encrypted '
+                'guest memory is pinned, not moved between tiers); use '
+                '%s=none' % (specs.POLICY, specs.POLICY))
+        if hardware.is_realtime_enabled(flavor) or truthy(
+                extra.get('hw:locked_memory')) or truthy(
+                self._image_prop(image_meta, 'hw_locked_memory')):
             raise specs.SpecError(
                 'hw:locked_memory/hw:cpu_realtime: not with a tiered %s '
                 '(locked memory is not moved between tiers); use %s=none'
                 % (specs.POLICY, specs.POLICY))
+
+    def _instance_spec(self, instance):
+        """The running instance's ``TierSpec``; an instance whose flavor
+        specs are invalid (built before they were checked: spawn and resize
+        refuse them) runs untiered, with an error in the log."""
+        try:
+            return self.tier_spec(instance.flavor)
+        except specs.SpecError as exc:
+            LOG.error('loki: %s; running the guest untiered', exc,
+                      instance=instance)
+            return None
 
     def check_tiered_flavor(self, flavor, image_meta):
         """Every check a tiered guest must pass on this host; returns the
@@ -309,15 +329,7 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
                                          disk_info, *args, **kwargs)
         if not self._tiers.tiered:
             return conf
-        try:
-            spec = self.tier_spec(instance.flavor)
-        except specs.SpecError as exc:
-            # Only an instance built before its flavor's specs were checked
-            # gets here (spawn and resize refuse invalid ones): keep it
-            # running, untiered, and say why.
-            LOG.error('loki: %s; running the guest untiered', exc,
-                      instance=instance)
-            spec = None
+        spec = self._instance_spec(instance)
         if spec is None:
             self._confine_to_dram(conf)
         else:
@@ -360,9 +372,30 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
 
     # -- live migration --------------------------------------------------
 
-    def _migration_nodes(self):
-        return {'host': CONF.host, 'fast': self._tiers.fast_nodes,
+    def _migration_nodes(self, check=None):
+        return {'check': check, 'fast': self._tiers.fast_nodes,
                 'slow': self._tiers.slow_nodes}
+
+    @staticmethod
+    def _check_token(migrate_data):
+        """The destination check's own token (the name of its shared
+        storage probe file), tying published node numbers to one check."""
+        if migrate_data is not None and migrate_data.obj_attr_is_set(
+                'filename'):
+            return migrate_data.filename
+        return None
+
+    def _nodes_for(self, context, instance, migrate_data):
+        """The published nodes, used up, if they belong to this
+        migration's destination check; None otherwise."""
+        nodes = self._published_nodes(context, instance, consume=True)
+        token = self._check_token(migrate_data)
+        if nodes is not None and token is not None and \
+                nodes.get('check') not in (None, token):
+            LOG.warning('loki: ignoring node numbers published by another '
+                        'destination check', instance=instance)
+            return None
+        return nodes
 
     def check_can_live_migrate_destination(self, context, instance,
                                            src_compute_info,
@@ -373,10 +406,14 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
             context, instance, src_compute_info, dst_compute_info,
             block_migration=block_migration,
             disk_over_commit=disk_over_commit)
-        # The destination's node numbers, for the source's XML rewrite.
-        instance.system_metadata[MIGRATION_NODES_KEY] = json.dumps(
-            self._migration_nodes())
-        instance.save()
+        # The destination's node numbers, for the source's XML rewrite,
+        # written on a fresh copy so no other system_metadata is lost.
+        fresh = objects.Instance.get_by_uuid(
+            context, instance.uuid, expected_attrs=['system_metadata'])
+        fresh.system_metadata[MIGRATION_NODES_KEY] = json.dumps(
+            self._migration_nodes(self._check_token(data)),
+            separators=(',', ':'))
+        fresh.save()
         return data
 
     @staticmethod
@@ -399,8 +436,9 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
                                                migrate_data=None):
         try:
             self._published_nodes(context, instance, consume=True)
-        except exception.InstanceNotFound:
-            pass
+        except Exception as exc:  # never skip the destination's cleanup
+            LOG.warning('loki: could not drop the published node numbers: '
+                        '%s', exc, instance=instance)
         return super().rollback_live_migration_at_destination(
             context, instance, network_info, block_device_info,
             destroy_disks=destroy_disks, migrate_data=migrate_data)
@@ -410,9 +448,12 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
         data = super().check_can_live_migrate_source(
             context, instance, dest_check_data,
             block_device_info=block_device_info)
-        if self._tiers.tiered and self.tier_spec(instance.flavor):
+        if self._tiers.tiered and self._instance_spec(instance):
             nodes = self._published_nodes(context, instance)
-            if not nodes or not nodes.get('slow'):
+            token = self._check_token(dest_check_data)
+            if not nodes or not nodes.get('slow') or (
+                    token is not None and
+                    nodes.get('check') not in (None, token)):
                 self._published_nodes(context, instance, consume=True)
                 raise exception.MigrationPreCheckError(
                     reason='instance is tiered (%s) and the destination '
@@ -423,9 +464,9 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
     def _live_migration_operation(self, context, instance, dest,
                                   block_migration, migrate_data, guest,
                                   device_names):
-        nodes = self._published_nodes(context, instance, consume=True)
+        nodes = self._nodes_for(context, instance, migrate_data)
         if self._tiers.tiered:
-            spec = self.tier_spec(instance.flavor)
+            spec = self._instance_spec(instance)
             rewrite = functools.partial(
                 rewrite_numatune, numa_guest=bool(instance.numa_topology),
                 tiered=spec is not None, source=self._migration_nodes(),
@@ -445,24 +486,26 @@ def rewrite_numatune(xml, numa_guest, tiered, source, destination):
     destination's nodes.
 
     ``source``/``destination`` are ``{'fast': [...], 'slow': [...]}``
-    (``destination`` None when the destination is not a tiered loki host).
-    A NUMA guest's DRAM nodes were already rewritten by Nova from the
-    destination's NUMA claim; only the slow nodes are swapped.  A guest
-    without NUMA topology has loki's numatune only, which is rebuilt."""
+    (``destination`` None when the destination published nothing: not a
+    loki host).  A NUMA guest's DRAM nodes were already rewritten by Nova
+    from the destination's NUMA claim; they are kept (whatever their
+    numbers were on the source) and the destination's slow nodes added.
+    A guest without NUMA topology has loki's numatune only, which is
+    rebuilt.  A tiered guest needs a destination that published its
+    nodes; ``MigrationError`` otherwise."""
     root = etree.fromstring(xml)
+    if tiered:
+        if not destination or not destination.get('slow'):
+            raise exception.MigrationError(
+                reason='tiered guest (%s): the destination published no '
+                       'slow memory nodes' % specs.POLICY)
+        _restore_memfd(root)
     numatune = root.find('numatune')
     if numatune is None:
-        return xml
-    src_slow = set(source.get('slow', ()))
+        return etree.tostring(root, encoding='unicode')
     if destination is None:
         if not numa_guest:
             root.remove(numatune)
-        else:
-            for el in [numatune.find('memory')] + numatune.findall(
-                    'memnode'):
-                if el is not None:
-                    el.set('nodeset', hardware.format_cpu_spec(
-                        _nodeset(el.get('nodeset')) - src_slow))
         return etree.tostring(root, encoding='unicode')
     dst_fast = set(destination.get('fast', ()))
     dst_slow = set(destination.get('slow', ())) if tiered else set()
@@ -470,12 +513,12 @@ def rewrite_numatune(xml, numa_guest, tiered, source, destination):
         if el is None:
             continue
         if numa_guest:
-            nodes = (_nodeset(el.get('nodeset')) - src_slow) | dst_slow
+            # Nova's DRAM cells, or every DRAM node if Nova left none.
+            dram = (_nodeset(el.get('nodeset')) & dst_fast) or dst_fast
+            nodes = dram | dst_slow
         else:
             nodes = dst_fast | dst_slow
         el.set('nodeset', hardware.format_cpu_spec(nodes))
-    if tiered:
-        _restore_memfd(root)
     return etree.tostring(root, encoding='unicode')
 
 

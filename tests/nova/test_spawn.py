@@ -131,7 +131,7 @@ class TestSpawn(base.LokiTestBase):
             flavor, {'extra_specs': {'hw:mem_page_size': '2MB'}})
         server = self._boot(flavor, 'ERROR')
         self._assert_failed_cleanly(server, 'hw:mem_page_size=2MB',
-                                    'use small')
+                                    'remove it or set')
 
     def test_vpmem_rejected(self):
         # A host with vPMEM namespaces needs ndctl and real PMem; the check
