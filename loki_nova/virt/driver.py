@@ -175,13 +175,28 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
         return self._tiers
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        before = provider_tree.data(nodename).inventory.get(specs.SLOW_RC)
         super().update_provider_tree(provider_tree, nodename,
                                      allocations=allocations)
+        inventory = provider_tree.data(nodename).inventory
         if not self._tiers.tiered:
             if provider_tree.has_traits(nodename, [specs.TRAIT]):
                 provider_tree.remove_traits(nodename, specs.TRAIT)
+            if before is not None:
+                # The host was tiered and its guests may still hold slow
+                # memory: Placement refuses to drop inventory in use, which
+                # would stop every resource update.  Keep the class, all of
+                # it reserved, so nothing new lands on it.
+                LOG.error('loki: this host reported %d MiB of %s before and '
+                          'now finds no slow tier (%s); keeping the class '
+                          'fully reserved so existing allocations stay '
+                          'valid. Check the kernel memory tiers or set '
+                          '[loki] node_tiers.', before['total'],
+                          specs.SLOW_RC, self._tiers.describe())
+                inventory[specs.SLOW_RC] = dict(before,
+                                                reserved=before['total'])
+                provider_tree.update_inventory(nodename, inventory)
             return
-        inventory = provider_tree.data(nodename).inventory
         memory = inventory.get('MEMORY_MB')
         fast_mb = self._tiers.fast_mb
         if memory is not None and fast_mb:
@@ -327,9 +342,14 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
                           disk_info, *args, **kwargs):
         conf = super()._get_guest_config(instance, network_info, image_meta,
                                          disk_info, *args, **kwargs)
-        if not self._tiers.tiered:
-            return conf
         spec = self._instance_spec(instance)
+        if not self._tiers.tiered:
+            if spec is not None:
+                LOG.warning('loki: %s=%s, but this host has no slow memory '
+                            'tier; the guest runs with all its memory in '
+                            'DRAM', specs.POLICY, spec.policy,
+                            instance=instance)
+            return conf
         if spec is None:
             self._confine_to_dram(conf)
         else:

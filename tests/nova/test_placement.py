@@ -81,3 +81,23 @@ class TestPlacement(base.LokiTestBase):
             if s['OS-EXT-SRV-ATTR:host'] == 'tiered1')
         self.assertEqual(3 * 1024 + plain_on_tiered * 1024,
                          self.usages('tiered1')['MEMORY_MB'])
+
+
+class TestHostLosesSlowTier(base.LokiTestBase):
+
+    def test_slow_class_kept_reserved_while_guests_hold_it(self):
+        self.start_loki_compute('tiered1', slow=(2,))
+        flavor = self.tiered_flavor(4096, 'static', dram_percent=25)
+        self._create_server(flavor_id=flavor, networks='none')
+        # After a kernel update the slow node lands in the DRAM tier.
+        self.flags(node_tiers={'0': '0', '1': '0', '2': '0'}, group='loki')
+        self.restart_compute_service('tiered1')
+        self._run_periodics()
+        inv = self.inventory('tiered1')
+        slow = inv[specs.SLOW_RC]
+        self.assertEqual(slow['total'], slow['reserved'])
+        self.assertEqual(SLOW_MB, slow['total'])
+        self.assertNotIn(specs.TRAIT, self.traits('tiered1'))
+        self.assertEqual(3072, self.usages('tiered1')[specs.SLOW_RC])
+        self.assertIn('keeping the class fully reserved',
+                      self.stdlog.logger.output)
