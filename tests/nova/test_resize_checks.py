@@ -16,6 +16,8 @@
 stops: the server stays ACTIVE on its host with its old flavor and XML,
 and the instance fault names the spec."""
 
+import time
+
 from nova import context as nova_context
 from nova import objects
 
@@ -53,8 +55,15 @@ class TestResizeChecks(base.LokiTestBase):
         dom = self.computes[host].driver._host.get_connection() \
             .lookupByUUIDString(server['id'])
         self.assertTrue(dom.isActive())
-        faults = objects.InstanceFaultList.get_by_instance_uuids(
-            nova_context.get_admin_context(), [server['id']])
-        self.assertTrue(faults)
+        # The fault is written by the source compute's handler, which may
+        # finish after the instance is back to ACTIVE: wait for it.
+        deadline = time.monotonic() + 30
+        while True:
+            faults = objects.InstanceFaultList.get_by_instance_uuids(
+                nova_context.get_admin_context(), [server['id']])
+            if faults or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertTrue(faults, 'no instance fault within 30 s')
         self.assertIn('loki:dram_max_mb must be an integer from the floor',
                       faults[0].message)
