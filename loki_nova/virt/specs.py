@@ -118,8 +118,7 @@ def flavor_properties(memory_mb, policy, dram_mb=None, dram_percent=None,
     return props
 
 
-#: The keys of the ``loki:`` namespace, with what an operator reads about
-#: each in the API (``GET /os-extra-spec-validators`` style listings).
+#: Every key of the ``loki:`` namespace.
 KEYS = (POLICY, DRAM_MB, DRAM_PERCENT, DRAM_MAX_MB)
 
 
