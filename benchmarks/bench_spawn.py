@@ -137,14 +137,9 @@ def bench_real(args):
                    for d in DRIVERS}
         warm = classes[DRIVERS[1]]('test_spawn')
         _run_case(warm)                       # fills _base; not timed
-        samples = {d: [] for d in DRIVERS}
-        for i in range(args.repeat):
-            order = DRIVERS if i % 2 == 0 else DRIVERS[::-1]
-            for d in order:
-                cls = classes[d]
-                cls.per_case = args.per_case
-                cls.samples = samples[d]
-                _run_case(cls('test_spawn'))
+        for cls in classes.values():
+            cls.per_case = args.per_case
+        samples = _interleaved(classes, 'test_spawn', args.repeat)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
         rig.stop_daemons(started)
@@ -198,14 +193,19 @@ def bench_harness(args):
     classes = {d: type('HarnessCreate_%s' % d.split('.')[0],
                        (_HarnessCreate,), {'COMPUTE_DRIVER': d})
                for d in DRIVERS}
+    for cls in classes.values():
+        cls.servers = args.servers
+    return _interleaved(classes, 'test_create', args.harness_repeat)
+
+
+def _interleaved(classes, test, rounds):
+    """Run ``test`` of each driver's class ``rounds`` times, alternating
+    which driver goes first; {driver: samples}."""
     samples = {d: [] for d in DRIVERS}
-    for i in range(args.harness_repeat):
-        order = DRIVERS if i % 2 == 0 else DRIVERS[::-1]
-        for d in order:
-            cls = classes[d]
-            cls.servers = args.servers
-            cls.samples = samples[d]
-            _run_case(cls('test_create'))
+    for i in range(rounds):
+        for d in (DRIVERS if i % 2 == 0 else DRIVERS[::-1]):
+            classes[d].samples = samples[d]
+            _run_case(classes[d](test))
     return samples
 
 
