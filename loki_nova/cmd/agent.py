@@ -39,6 +39,8 @@ def parse_args(argv, conf=None):
     conf = conf or cfg.ConfigOpts()
     memtier_conf.register_opts(conf)
     logging.register_options(conf)
+    from loki_nova.memtier import service
+    service.register_opts(conf)
     defaults = [DEFAULT_CONFIG] if os.path.exists(DEFAULT_CONFIG) else []
     conf(argv, project='loki-nova', prog='loki-memtier-agent',
          default_config_files=defaults)
@@ -62,11 +64,14 @@ def main(argv=None):
         LOG.error('cannot start: %s', exc)
         return 1
     stop = threading.Event()
+    agent = None
 
     def _stop(signum, frame):
         LOG.info('signal %d received: stopping after the current move '
                  'batch', signum)
         stop.set()
+        if agent is not None:
+            agent.shutdown()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -80,7 +85,25 @@ def main(argv=None):
              'interval %.1f s, move cap %d MiB/s', len(agent.watchers),
              agent.tracker.name, conf.memtier.interval,
              conf.memtier.move_rate_mb_per_s)
-    agent.run()
+    bus = None
+    if conf.memtier.rpc_enabled:
+        from loki_nova.memtier import service
+        try:
+            bus = service.AgentMessaging(conf, agent)
+        except Exception as exc:
+            LOG.error('cannot start: the message bus settings are not '
+                      'usable: %s', exc)
+            agent.close()
+            return 1
+        bus.start()
+    else:
+        LOG.info('RPC and usage notifications are off ([memtier] '
+                 'rpc_enabled = false)')
+    try:
+        agent.run()
+    finally:
+        if bus is not None:
+            bus.stop()
     LOG.info('loki-memtier-agent stopped after %d interval(s)',
              agent.number)
     return 0

@@ -56,6 +56,21 @@ loki_opts = [
              'Values above 1.0 overcommit the slow tier, which only swap can '
              'back; keep 1.0 (the default) unless the host has swap sized '
              'for it.'),
+    cfg.IntOpt(
+        'reserve_dram_timeout',
+        default=30,
+        min=0,
+        max=3600,
+        help='Seconds spawn waits for the host\'s tiering agent '
+             '(loki-memtier-agent) to make room in DRAM for a tiered '
+             'guest\'s floor (RPC reserve_dram over [DEFAULT] '
+             'transport_url, to the agent serving this host\'s [DEFAULT] '
+             'host). The guest starts after the answer, or, if the agent '
+             'is unreachable or has not made room in time, after this '
+             'timeout plus 5 s with a warning in the log: Placement has '
+             'already set the floor aside, and the agent pulls on-demand '
+             'guests back when it sees the new guest. 0 skips the call. '
+             'Default 30.'),
 ]
 
 

@@ -14,6 +14,8 @@
 
 """Options of the tiering agent, ``[memtier]`` in memtier.conf."""
 
+import socket
+
 from oslo_config import cfg
 
 memtier_group = cfg.OptGroup(
@@ -154,6 +156,40 @@ memtier_opts = [
              'costs about 0.3 microseconds of agent CPU, so more probes buy '
              'precision for chunks the kernel split between tiers at a '
              'price. Default 1 (the agent moves whole chunks).'),
+    cfg.StrOpt(
+        'host',
+        default=socket.gethostname(),
+        sample_default='<the machine\'s host name>',
+        help='Name of this host on the message bus: the agent serves RPC '
+             'as server HOST of topic loki-memtier, and nova-compute\'s '
+             'LokiDriver calls it by its own [DEFAULT] host, so the two '
+             'must be equal. Default: the machine\'s host name, as Nova\'s.'),
+    cfg.BoolOpt(
+        'rpc_enabled',
+        default=True,
+        help='Serve the RPC API (reserve_dram, guest_stats, host_stats) '
+             'and send usage notifications over the transport of '
+             '[DEFAULT] transport_url. Without it nova-compute\'s '
+             'reserve_dram calls time out and spawns go on without '
+             'waiting for room. The agent tiers either way, and a broker '
+             'that is down never stops tiering. Default true.'),
+    cfg.IntOpt(
+        'reservation_ttl',
+        default=300,
+        min=1,
+        help='How long, in seconds, DRAM reserved by reserve_dram for a '
+             'guest about to start stays held if no guest with that '
+             'instance uuid appears. Default 300.'),
+    cfg.FloatOpt(
+        'usage_interval',
+        default=60.0,
+        min=0,
+        help='Period, in seconds, of the usage notifications (event type '
+             'loki.memtier.instance.usage, one per tiered instance, for '
+             'billing and telemetry). They go out only when '
+             '[oslo_messaging_notifications] driver is set (e.g. '
+             'messagingv2). 0 turns them off. The period is rounded up to '
+             'whole tiering intervals. Default 60.'),
 ]
 
 

@@ -33,6 +33,7 @@ import functools
 import logging
 import threading
 import time
+import uuid as uuid_mod
 
 import numpy as np
 
@@ -68,6 +69,8 @@ class GuestStats:
     demoted_mb: float = 0.0
     failed_pages: int = 0
     error: str = None
+    #: The interval ran to the end for this guest (figures are measured).
+    tiered: bool = False
 
 
 @dataclasses.dataclass
@@ -76,6 +79,31 @@ class IntervalReport:
     wall_s: float
     cpu_s: float
     guests: dict
+    #: Wall-clock time (time.time()) at the end of the interval.
+    ended: float = 0.0
+
+
+class Reservation:
+    """DRAM promised to an instance about to start (``reserve_dram``).
+
+    It counts against the on-demand guests' shares from the first interval
+    that computes budgets after it was made, and is dropped when the
+    instance appears as a managed guest (its floor then counts as its own)
+    or after ``reservation_ttl`` seconds.  ``settled`` is set by the first
+    interval that ended with every guest within a budget that counted it.
+    """
+
+    def __init__(self, instance_uuid, mb, ttl):
+        self.instance_uuid = instance_uuid
+        self.mb = mb
+        self.made = time.monotonic()
+        self.expires = self.made + ttl
+        self.settled = threading.Event()
+        self.over_budget = {}
+
+    def describe(self):
+        return '%s (%d MiB, %.0f s old)' % (
+            self.instance_uuid, self.mb, time.monotonic() - self.made)
 
 
 class _Managed:
@@ -140,6 +168,14 @@ class Agent:
         self.last_report = None
         self._last_seen = {}
         self._watch_errors = {}
+        #: Set to start the next interval at once (a reservation, a stop).
+        self.wake = threading.Event()
+        #: Guards ``reservations`` and ``_floors`` (read by RPC threads).
+        self._lock = threading.Lock()
+        self.reservations = {}
+        self._floors = {}
+        #: Called with each IntervalReport (usage metering).
+        self.listeners = []
 
     # -- watch ------------------------------------------------------------
 
@@ -201,6 +237,26 @@ class Agent:
                      g.identity.describe(), g.ram_bytes // MiB,
                      len(m.layout), g.policy.policy, g.policy.floor_mb,
                      g.policy.ceiling_mb)
+
+    def _publish_floors(self):
+        """After reconcile: the floors RPC threads check reservations
+        against, and reservations whose guest has appeared (its floor now
+        counts as its own) or that expired."""
+        now = time.monotonic()
+        with self._lock:
+            self._floors = {k: m.guest.policy.floor_mb
+                            for k, m in self.guests.items()}
+            for uuid, r in list(self.reservations.items()):
+                if uuid in self.guests:
+                    LOG.info('reservation %s taken up: the guest is '
+                             'managed', r.describe())
+                elif now >= r.expires:
+                    LOG.warning('reservation %s expired: no guest with that '
+                                'uuid appeared', r.describe())
+                else:
+                    continue
+                del self.reservations[uuid]
+                r.settled.set()
 
     def _drop(self, key, reason):
         if self.guests.pop(key, None) is not None:
@@ -271,6 +327,7 @@ class Agent:
         self.number += 1
         wall0, cpu0 = time.monotonic(), time.process_time()
         self._reconcile(self._watch())
+        self._publish_floors()
         try:
             self.tracker.update({k: (m.guest, m.layout)
                                  for k, m in self.guests.items()})
@@ -293,8 +350,11 @@ class Agent:
             except Exception as exc:
                 LOG.exception('guest %s: sampling failed', key)
                 stats[key].error = str(exc)
+        with self._lock:
+            pending = list(self.reservations.values())
         try:
-            budgets = self.budgets(list(observed))
+            budgets = self.budgets(list(observed),
+                                   sum(r.mb for r in pending))
         except Exception:
             LOG.exception('the arbiter failed; no moves this interval')
             observed = {}
@@ -315,8 +375,16 @@ class Agent:
                 LOG.exception('guest %s: tiering failed', key)
                 st.error = str(exc)
         report = IntervalReport(self.number, time.monotonic() - wall0,
-                                time.process_time() - cpu0, stats)
+                                time.process_time() - cpu0, stats,
+                                time.time())
         self.last_report = report
+        self._settle(pending, stats)
+        for listener in self.listeners:
+            try:
+                listener(report)
+            except Exception:
+                LOG.exception('interval report listener %r failed',
+                              listener)
         LOG.info('interval %d: %d guest(s), %.1f MiB promoted, %.1f MiB '
                  'demoted, %.3f s wall, %.3f s CPU', report.number,
                  len(stats), sum(s.promoted_mb for s in stats.values()),
@@ -378,6 +446,7 @@ class Agent:
         slow = (tier != classifier.TIER_FAST) & \
             (tier != classifier.TIER_ABSENT)
         st.slow_mb = float(sizes[slow].sum()) / MiB
+        st.tiered = True
 
     def run(self, max_intervals=None):
         """Run intervals until ``stop`` is set (or ``max_intervals``)."""
@@ -393,13 +462,176 @@ class Agent:
                 if max_intervals and self.number >= max_intervals:
                     break
                 rest = self.conf.interval - (time.monotonic() - start)
-                if rest > 0:
-                    self.stop.wait(rest)
+                if rest > 0 and not self.stop.is_set():
+                    self.wake.wait(rest)
+                self.wake.clear()
         finally:
             self.close()
+
+    def shutdown(self):
+        """Stop after the move batch in flight (signal-safe)."""
+        self.stop.set()
+        self.wake.set()
+
+    # -- reservations and stats (called from RPC threads) ------------------
+
+    def _settle(self, counted, stats):
+        """A reservation counted by this interval's budgets is settled
+        when every guest ended it within its budget (one chunk of
+        slack for rounding)."""
+        slack = self.chunk_size / MiB
+        over = {k: (round(s.dram_mb), round(s.budget_mb))
+                for k, s in stats.items()
+                if not s.tiered or s.error
+                or s.dram_mb > s.budget_mb + slack}
+        for r in counted:
+            r.over_budget = over
+            if not over and not r.settled.is_set():
+                LOG.info('reservation %s: room made in interval %d',
+                         r.describe(), self.number)
+                r.settled.set()
+
+    def reserve_dram(self, instance_uuid, mb, timeout):
+        """Make room in DRAM for ``mb`` MiB of a guest about to start; see
+        ``loki_nova.memtier.rpc`` for the answer."""
+        from loki_nova.memtier import rpc
+        try:
+            instance_uuid = str(uuid_mod.UUID(str(instance_uuid)))
+        except ValueError:
+            return _answer(rpc.INVALID, 'instance_uuid %r is not a UUID'
+                           % (instance_uuid,), instance_uuid, mb)
+        if isinstance(mb, bool) or not isinstance(mb, int) or mb <= 0:
+            return _answer(rpc.INVALID, 'mb must be a whole number of MiB '
+                           'above 0, got %r' % (mb,), instance_uuid, mb)
+        if isinstance(timeout, bool) or \
+                not isinstance(timeout, (int, float)) or \
+                not 0 < timeout <= 3600:
+            return _answer(rpc.INVALID, 'timeout must be a number of '
+                           'seconds above 0 and at most 3600, got %r'
+                           % (timeout,), instance_uuid, mb)
+        started = time.monotonic()
+        capacity = self.topology.fast_mb
+        with self._lock:
+            if instance_uuid in self._floors:
+                return _answer(rpc.OK, 'the guest is already managed; its '
+                               'floor of %d MiB is held'
+                               % self._floors[instance_uuid],
+                               instance_uuid, mb)
+            others = sum(r.mb for u, r in self.reservations.items()
+                         if u != instance_uuid)
+            floors = sum(self._floors.values())
+            need = floors + self.conf.dram_reserve_mb + others + mb
+            if need > capacity:
+                return _answer(
+                    rpc.INSUFFICIENT, 'DRAM floors of %d MiB, host reserve '
+                    '%d MiB and other reservations of %d MiB leave %d MiB of '
+                    'the %d MiB fast tier, less than %d MiB; nothing was '
+                    'reserved' % (floors, self.conf.dram_reserve_mb,
+                                  others, max(0, capacity - need + mb),
+                                  capacity, mb), instance_uuid, mb)
+            r = Reservation(instance_uuid, mb, self.conf.reservation_ttl)
+            old = self.reservations.get(instance_uuid)
+            self.reservations[instance_uuid] = r
+            number = self.number
+        if old is not None:
+            old.settled.set()
+        LOG.info('reservation %s made; pulling on-demand guests toward '
+                 'their floors', r.describe())
+        self.wake.set()
+        settled = r.settled.wait(timeout)
+        waited = time.monotonic() - started
+        intervals = self.number - number
+        if settled and self.reservations.get(instance_uuid) in (r, None):
+            return _answer(rpc.OK, 'room made after %d interval(s)'
+                           % intervals, instance_uuid, mb, waited,
+                           intervals, self._free_fast_mb())
+        over = ', '.join('%s holds %d MiB over a budget of %d MiB'
+                         % (k, d, b) for k, (d, b) in
+                         sorted(r.over_budget.items())) or \
+            'no interval has counted the reservation yet'
+        return _answer(rpc.TIMEOUT, 'no room after %.1f s (%d interval(s)): '
+                       '%s; the reservation stays until the guest appears '
+                       'or for %d s' % (waited, intervals, over,
+                                        self.conf.reservation_ttl),
+                       instance_uuid, mb, waited, intervals,
+                       self._free_fast_mb())
+
+    def _free_fast_mb(self):
+        """MemFree of the fast tier's nodes, as the kernel counts it."""
+        total = 0
+        try:
+            for node in self.topology.fast_nodes:
+                text = self.kfs.read_text(
+                    '/sys/devices/system/node/node%d/meminfo' % node.id)
+                for line in text.splitlines():
+                    parts = line.split()
+                    if len(parts) >= 4 and parts[2] == 'MemFree:':
+                        total += int(parts[3]) // 1024
+        except (OSError, ValueError, kernfs_mod.KernelFSError):
+            return None
+        return total
+
+    def guest_stats(self, instance_uuid):
+        from loki_nova.memtier import rpc
+        key = str(instance_uuid)
+        m = self.guests.get(key)
+        report = self.last_report
+        if m is None:
+            raise rpc.GuestNotManaged(
+                'instance %s is not a tiered guest of this host' % key)
+        st = report.guests.get(key) if report else None
+        return _guest_dict(m, st, report)
+
+    def host_stats(self):
+        report = self.last_report
+        with self._lock:
+            reservations = [{'instance_uuid': r.instance_uuid, 'mb': r.mb,
+                             'age_s': round(time.monotonic() - r.made, 1)}
+                            for r in self.reservations.values()]
+        tiers = []
+        for rank in self.topology.ranks:
+            nodes = [n for n in self.topology.nodes if n.rank == rank]
+            tiers.append({'rank': rank, 'nodes': [n.id for n in nodes],
+                          'capacity_mb': sum(n.total_mb for n in nodes)})
+        return {
+            'tiers': tiers,
+            'fast_free_mb': self._free_fast_mb(),
+            'dram_reserve_mb': self.conf.dram_reserve_mb,
+            'interval_s': self.conf.interval,
+            'interval': self.number,
+            'last_interval_wall_s': report and round(report.wall_s, 3),
+            'last_interval_ended': report and report.ended,
+            'reservations': reservations,
+            'guests': [_guest_dict(m, report.guests.get(k) if report
+                                   else None, report)
+                       for k, m in sorted(self.guests.items())],
+        }
 
     def close(self):
         try:
             self.tracker.close()
         except Exception:
             LOG.exception('closing the %s tracker failed', self.tracker.name)
+
+
+def _answer(status, reason, instance_uuid, mb, waited=0.0, intervals=0,
+            fast_free_mb=None):
+    return {'status': status, 'reason': reason,
+            'instance_uuid': instance_uuid, 'mb': mb,
+            'waited_s': round(waited, 3), 'intervals': intervals,
+            'fast_free_mb': fast_free_mb}
+
+
+def _guest_dict(m, st, report):
+    g = m.guest
+    out = {'instance_uuid': g.key, 'source': g.source,
+           'policy': g.policy.policy, 'floor_mb': g.policy.floor_mb,
+           'ceiling_mb': g.policy.ceiling_mb, 'pid': g.identity.pid,
+           'ram_mb': g.ram_bytes // MiB, 'interval': None}
+    if st is not None:
+        out.update(interval=report.number,
+                   **{f: round(getattr(st, f), 1) for f in (
+                       'budget_mb', 'dram_mb', 'slow_mb', 'hot_mb',
+                       'promoted_mb', 'demoted_mb')},
+                   failed_pages=st.failed_pages, error=st.error)
+    return out

@@ -138,6 +138,7 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi, read_only)
         self._tiers = tiers_mod.HostTiers({}, {}, 'not discovered yet')
+        self._agent_rpc = None
 
     # -- host ------------------------------------------------------------
 
@@ -312,11 +313,56 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
                      '%d MiB of %d MiB', spec.policy, spec.floor_mb,
                      spec.ceiling_mb, instance.flavor.memory_mb,
                      instance=instance)
+            self.reserve_dram(context, instance, spec.floor_mb)
         return super().spawn(
             context, instance, image_meta, injected_files, admin_password,
             allocations, network_info=network_info,
             block_device_info=block_device_info, power_on=power_on,
             accel_info=accel_info)
+
+    def _agent_client(self):
+        if self._agent_rpc is None:
+            import oslo_messaging as messaging
+
+            from loki_nova.memtier import rpc as agent_rpc
+            from nova import rpc as nova_rpc
+            transport = nova_rpc.TRANSPORT
+            if transport is None:
+                transport = messaging.get_rpc_transport(CONF)
+            self._agent_rpc = agent_rpc.AgentClient(transport)
+        return self._agent_rpc
+
+    def reserve_dram(self, context, instance, mb):
+        """Ask this host's tiering agent for ``mb`` MiB of DRAM before the
+        guest starts, and wait (bounded) for its answer.  Whatever it
+        says, the spawn goes on: the answer only decides what is logged.
+        Returns the answer, or None when there was none."""
+        timeout = CONF.loki.reserve_dram_timeout
+        if not timeout:
+            return None
+        from loki_nova.memtier import rpc as agent_rpc
+        host = instance.host or CONF.host
+        ctxt = {'request_id': getattr(context, 'request_id', None)}
+        try:
+            answer = self._agent_client().reserve_dram(
+                ctxt, host, instance.uuid, mb, timeout)
+        except Exception as exc:
+            LOG.warning('loki: no answer from the tiering agent on %s to '
+                        'reserve_dram(%d MiB) (%s: %s); starting the guest '
+                        'anyway: Placement holds its DRAM floor and the '
+                        'agent makes room when it sees the guest', host, mb,
+                        type(exc).__name__, exc, instance=instance)
+            return None
+        if answer.get('status') == agent_rpc.OK:
+            LOG.info('loki: the tiering agent made room for %d MiB of DRAM '
+                     'in %.1f s: %s', mb, answer.get('waited_s', 0),
+                     answer.get('reason'), instance=instance)
+        else:
+            LOG.warning('loki: the tiering agent on %s answered %s to '
+                        'reserve_dram(%d MiB): %s; starting the guest anyway',
+                        host, answer.get('status'), mb, answer.get('reason'),
+                        instance=instance)
+        return answer
 
     def migrate_disk_and_power_off(self, context, instance, dest, flavor,
                                    network_info, block_device_info=None,

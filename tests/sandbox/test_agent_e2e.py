@@ -51,7 +51,8 @@ class AgentProcess:
         conf = tmp_path / 'memtier.conf'
         opts = dict(interval=1.0, tracker='damon', watchers='process',
                     registration_dir=tmp_path / 'guests',
-                    state_dir=tmp_path / 'state', dram_reserve_mb=0)
+                    state_dir=tmp_path / 'state', dram_reserve_mb=0,
+                    rpc_enabled=False)
         opts.update(options)
         body = '\n'.join('%s = %s' % kv for kv in opts.items())
         conf.write_text('[DEFAULT]\ndebug = true\nlog_file = %s\n'

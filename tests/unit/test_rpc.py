@@ -1,0 +1,302 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The agent's RPC API and usage notifications over oslo.messaging's
+in-memory transport (``fake://``), with the real agent loop running in a
+thread over real workload processes (process watcher, the real mover in
+query mode, replayed samples: see tests/unit/test_agent.py for why).
+The same exchange over a real RabbitMQ is
+tests/functional/test_rabbit_rpc.py."""
+
+import logging
+import os
+import threading
+import time
+import uuid
+
+import numpy as np
+from oslo_config import cfg
+import oslo_messaging as messaging
+import pytest
+
+from loki_nova.conf import memtier as memtier_conf
+from loki_nova.memtier import agent as agent_mod
+from loki_nova.memtier import kernfs
+from loki_nova.memtier import mover
+from loki_nova.memtier import rpc
+from loki_nova.memtier import service
+from loki_nova.memtier import topology
+from loki_nova.memtier.trackers import replay
+from tests import workloads
+
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures',
+                        'kernfs')
+HOST = 'compute-7'
+# The fixture's fast tier has 1024 MiB.
+FAST_MB = 1024
+
+
+def make_conf(tmp_path, notifications=False, **memtier):
+    settings = dict(dram_reserve_mb=0, watchers='process',
+                    registration_dir=tmp_path / 'guests',
+                    state_dir=tmp_path / 'state', interval=0.5,
+                    host=HOST, usage_interval=1.0)
+    settings.update(memtier)
+    text = '[DEFAULT]\ntransport_url = fake:/\n[memtier]\n' + ''.join(
+        '%s = %s\n' % kv for kv in settings.items())
+    if notifications:
+        text += '[oslo_messaging_notifications]\ndriver = messagingv2\n'
+    path = tmp_path / 'memtier.conf'
+    path.write_text(text)
+    conf = cfg.ConfigOpts()
+    memtier_conf.register_opts(conf)
+    rpc.prepare_conf(conf)
+    messaging.get_rpc_transport(conf)   # registers the transport options
+    conf(['--config-file', str(path)], project='loki-nova')
+    return conf
+
+
+def all_hot(g, layout, n):
+    return np.full(len(layout), 20, np.uint8)
+
+
+class Running:
+    """The agent's loop and its RPC server, both in threads of this
+    process, and a client on the same in-memory transport."""
+
+    def __init__(self, conf, source=all_hot):
+        topo = topology.discover(kernfs.KernelFS(
+            os.path.join(FIXTURES, 'two_tier')))
+        self.agent = agent_mod.Agent(
+            conf.memtier, topology=topo,
+            tracker=replay.ReplayTracker(source),
+            mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+        self.transport = messaging.get_rpc_transport(conf)
+        self.bus = service.AgentMessaging(
+            conf, self.agent, transport=self.transport,
+            notification_transport=messaging.get_notification_transport(
+                conf))
+        self.client = rpc.AgentClient(self.transport, timeout=30)
+        self.thread = threading.Thread(target=self.agent.run, daemon=True)
+
+    def __enter__(self):
+        self.bus.start()
+        assert self.bus.wait_started(30)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.agent.shutdown()
+        self.thread.join(30)
+        self.bus.stop()
+        assert not self.thread.is_alive()
+
+    def wait_interval(self, number, timeout=30):
+        deadline = time.monotonic() + timeout
+        while self.agent.number < number:
+            assert time.monotonic() < deadline, 'agent loop stalled'
+            time.sleep(0.02)
+        while self.agent.last_report is None or \
+                self.agent.last_report.number < number:
+            assert time.monotonic() < deadline, 'agent loop stalled'
+            time.sleep(0.02)
+        return self.agent.last_report
+
+
+@pytest.fixture
+def two_guests(tmp_path):
+    reg = str(tmp_path / 'guests')
+    with workloads.Workload('--size-mb', 32, '--hot-mb', 4,
+                            '--register-dir', reg, '--name', 'static1',
+                            '--floor-mb', 8) as a, \
+            workloads.Workload('--size-mb', 32, '--hot-mb', 4,
+                               '--register-dir', reg, '--name', 'od1',
+                               '--policy', 'on_demand', '--floor-mb', 4,
+                               '--ceiling-mb', 24) as b:
+        yield a, b
+
+
+def test_reserve_dram_pulls_on_demand_back_before_answering(
+        tmp_path, two_guests, caplog):
+    caplog.set_level(logging.INFO)
+    with Running(make_conf(tmp_path)) as r:
+        before = r.wait_interval(2)
+        # DRAM is free: the on-demand guest holds its whole hot demand, up
+        # to its ceiling; the static one exactly its floor.
+        assert before.guests['od1'].budget_mb == 24
+        assert before.guests['od1'].dram_mb == 24
+        assert before.guests['static1'].budget_mb == 8
+        new = str(uuid.uuid4())
+        # Floors 8 + 4, so 1000 MiB for the new guest leaves 12 spare.
+        answer = r.client.reserve_dram({'request_id': 'req-1'}, HOST, new,
+                                       1000, 20)
+        assert answer['status'] == rpc.OK, answer
+        after = r.agent.last_report
+        assert after.number > before.number
+        assert after.guests['od1'].budget_mb == 4 + 12
+        assert after.guests['od1'].dram_mb <= 16
+        assert after.guests['static1'].budget_mb == 8
+        assert answer['intervals'] >= 1
+        # MemFree of node 0 (this machine's, not the fixture's)
+        assert answer['fast_free_mb'] > 0
+        assert [x['instance_uuid'] for x in
+                r.client.host_stats({}, HOST)['reservations']] == [new]
+    assert ('reserve_dram(%s, 1000 MiB, timeout 20 s) requested by request '
+            'req-1' % new) in caplog.text
+
+
+def test_a_reservation_is_taken_up_by_the_guest_it_was_for(
+        tmp_path, two_guests):
+    new = str(uuid.uuid4())
+    with Running(make_conf(tmp_path)) as r:
+        r.wait_interval(1)
+        assert r.client.reserve_dram({}, HOST, new, 64, 20)['status'] == \
+            rpc.OK
+        with workloads.Workload('--size-mb', 16, '--hot-mb', 4,
+                                '--register-dir',
+                                tmp_path / 'guests', '--name', new,
+                                '--policy', 'static', '--floor-mb', 64):
+            deadline = time.monotonic() + 30
+            while new not in r.agent.guests or r.agent.reservations:
+                assert time.monotonic() < deadline, r.agent.reservations
+                time.sleep(0.02)
+            again = r.client.reserve_dram({}, HOST, new, 64, 20)
+            assert again['status'] == rpc.OK
+            assert 'already managed' in again['reason']
+
+
+def test_floors_that_leave_no_room_are_refused_and_nothing_is_held(
+        tmp_path, two_guests):
+    with Running(make_conf(tmp_path, dram_reserve_mb=100)) as r:
+        r.wait_interval(2)
+        answer = r.client.reserve_dram({}, HOST, str(uuid.uuid4()), 1000, 5)
+        assert answer['status'] == rpc.INSUFFICIENT
+        # 1024 - floors 12 - reserve 100 = 912 MiB left
+        assert 'leave 912 MiB' in answer['reason'], answer
+        assert 'nothing was reserved' in answer['reason']
+        assert r.agent.reservations == {}
+        assert r.agent.last_report.guests['od1'].budget_mb == 24
+
+
+@pytest.mark.parametrize('args, named', [
+    (('not-a-uuid', 10, 5), 'instance_uuid'),
+    ((None, 10, 5), 'instance_uuid'),
+    (('ok', 0, 5), 'mb must be'),
+    (('ok', '10', 5), 'mb must be'),
+    (('ok', 10, 0), 'timeout must be'),
+    (('ok', 10, 7200), 'timeout must be'),
+])
+def test_bad_arguments_are_named(tmp_path, args, named):
+    uuid_, mb, timeout = args
+    if uuid_ == 'ok':
+        uuid_ = str(uuid.uuid4())
+    with Running(make_conf(tmp_path)) as r:
+        answer = r.client.reserve_dram({}, HOST, uuid_, mb, timeout)
+    assert answer['status'] == rpc.INVALID
+    assert named in answer['reason']
+    assert repr(args[0] if named == 'instance_uuid' else
+                args[1] if named.startswith('mb') else args[2]) in \
+        answer['reason']
+    assert r.agent.reservations == {}
+
+
+def test_a_guest_that_cannot_be_measured_times_the_reservation_out(
+        tmp_path, two_guests):
+    def source(g, layout, n):
+        if g.key == 'od1' and n >= 2:
+            raise RuntimeError('tracker broke for od1')
+        return all_hot(g, layout, n)
+    new = str(uuid.uuid4())
+    with Running(make_conf(tmp_path), source) as r:
+        r.wait_interval(3)
+        answer = r.client.reserve_dram({}, HOST, new, 500, 2)
+        assert answer['status'] == rpc.TIMEOUT
+        assert 'od1' in answer['reason'] and \
+            'stays until the guest appears' in answer['reason']
+        assert answer['waited_s'] >= 2
+        # still held, so the on-demand guest's share stays cut
+        assert new in r.agent.reservations
+
+
+def test_stats_calls(tmp_path, two_guests):
+    with Running(make_conf(tmp_path)) as r:
+        r.wait_interval(2)
+        g = r.client.guest_stats({}, HOST, 'od1')
+        assert g['policy'] == 'on_demand' and g['floor_mb'] == 4
+        assert g['ceiling_mb'] == 24 and g['ram_mb'] == 32
+        assert g['dram_mb'] == 24 and g['slow_mb'] == 8
+        assert g['pid'] == two_guests[1].pid
+        with pytest.raises(rpc.GuestNotManaged, match='not a tiered guest'):
+            r.client.guest_stats({}, HOST, str(uuid.uuid4()))
+        h = r.client.host_stats({}, HOST)
+    assert h['tiers'] == [{'rank': 0, 'nodes': [0], 'capacity_mb': 1024},
+                          {'rank': 1, 'nodes': [1], 'capacity_mb': 1024}]
+    assert [g['instance_uuid'] for g in h['guests']] == ['od1', 'static1']
+    assert h['interval'] >= 2 and h['reservations'] == []
+
+
+def test_a_call_to_another_host_is_not_answered(tmp_path):
+    with Running(make_conf(tmp_path)) as r:
+        client = rpc.AgentClient(r.transport, timeout=1)
+        with pytest.raises(messaging.MessagingTimeout):
+            client.host_stats({}, 'compute-8')
+
+
+class Collector:
+    def __init__(self):
+        self.got = []
+        self.cond = threading.Condition()
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        with self.cond:
+            self.got.append((publisher_id, event_type, payload, metadata))
+            self.cond.notify_all()
+
+    def wait(self, n, timeout=30):
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.got) >= n, timeout), \
+                self.got
+            return list(self.got)
+
+
+def test_usage_notifications_reach_a_listener(tmp_path, two_guests):
+    conf = make_conf(tmp_path, notifications=True)
+    ntransport = messaging.get_notification_transport(conf)
+    collector = Collector()
+    listener = messaging.get_notification_listener(
+        ntransport, [messaging.Target(topic='notifications')], [collector])
+    listener.start()
+    try:
+        r = Running(conf)
+        with r:
+            got = collector.wait(4)
+    finally:
+        listener.stop()
+        listener.wait()
+    publisher, event, payload, metadata = got[0]
+    assert publisher == 'loki-memtier.%s' % HOST
+    assert event == rpc.USAGE_EVENT
+    assert metadata['message_id'] and metadata['timestamp']
+    by_guest = {}
+    for _, _, p, _ in got:
+        by_guest.setdefault(p['instance_uuid'], []).append(p)
+    od = by_guest['od1'][0]
+    assert od['policy'] == 'on_demand' and od['host'] == HOST
+    assert (od['floor_mb'], od['ceiling_mb'], od['budget_mb']) == (4, 24, 24)
+    assert od['dram_mb'] + od['slow_mb'] == 32
+    assert od['period_s'] >= 1.0 and od['intervals'] >= 2
+    assert set(od) >= {'dram_mb_avg', 'slow_mb_avg', 'promoted_mb',
+                       'demoted_mb', 'period_start', 'period_end'}
+    st = by_guest['static1'][0]
+    assert st['budget_mb'] == 8 and st['dram_mb'] == 8
