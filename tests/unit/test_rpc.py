@@ -20,98 +20,19 @@ The same exchange over a real RabbitMQ is
 tests/functional/test_rabbit_rpc.py."""
 
 import logging
-import os
 import threading
 import time
 import uuid
 
-import numpy as np
-from oslo_config import cfg
 import oslo_messaging as messaging
 import pytest
 
-from loki_nova.conf import memtier as memtier_conf
-from loki_nova.memtier import agent as agent_mod
-from loki_nova.memtier import kernfs
-from loki_nova.memtier import mover
 from loki_nova.memtier import rpc
-from loki_nova.memtier import service
-from loki_nova.memtier import topology
-from loki_nova.memtier.trackers import replay
+from tests.agentbus import all_hot
+from tests.agentbus import HOST
+from tests.agentbus import make_conf
+from tests.agentbus import Running
 from tests import workloads
-
-FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures',
-                        'kernfs')
-HOST = 'compute-7'
-# The fixture's fast tier has 1024 MiB.
-FAST_MB = 1024
-
-
-def make_conf(tmp_path, notifications=False, **memtier):
-    settings = dict(dram_reserve_mb=0, watchers='process',
-                    registration_dir=tmp_path / 'guests',
-                    state_dir=tmp_path / 'state', interval=0.5,
-                    host=HOST, usage_interval=1.0)
-    settings.update(memtier)
-    text = '[DEFAULT]\ntransport_url = fake:/\n[memtier]\n' + ''.join(
-        '%s = %s\n' % kv for kv in settings.items())
-    if notifications:
-        text += '[oslo_messaging_notifications]\ndriver = messagingv2\n'
-    path = tmp_path / 'memtier.conf'
-    path.write_text(text)
-    conf = cfg.ConfigOpts()
-    memtier_conf.register_opts(conf)
-    rpc.prepare_conf(conf)
-    messaging.get_rpc_transport(conf)   # registers the transport options
-    conf(['--config-file', str(path)], project='loki-nova')
-    return conf
-
-
-def all_hot(g, layout, n):
-    return np.full(len(layout), 20, np.uint8)
-
-
-class Running:
-    """The agent's loop and its RPC server, both in threads of this
-    process, and a client on the same in-memory transport."""
-
-    def __init__(self, conf, source=all_hot):
-        topo = topology.discover(kernfs.KernelFS(
-            os.path.join(FIXTURES, 'two_tier')))
-        self.agent = agent_mod.Agent(
-            conf.memtier, topology=topo,
-            tracker=replay.ReplayTracker(source),
-            mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
-        self.transport = messaging.get_rpc_transport(conf)
-        self.bus = service.AgentMessaging(
-            conf, self.agent, transport=self.transport,
-            notification_transport=messaging.get_notification_transport(
-                conf))
-        self.client = rpc.AgentClient(self.transport, timeout=30)
-        self.thread = threading.Thread(target=self.agent.run, daemon=True)
-
-    def __enter__(self):
-        self.bus.start()
-        assert self.bus.wait_started(30)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.agent.shutdown()
-        self.thread.join(30)
-        self.bus.stop()
-        assert not self.thread.is_alive()
-
-    def wait_interval(self, number, timeout=30):
-        deadline = time.monotonic() + timeout
-        while self.agent.number < number:
-            assert time.monotonic() < deadline, 'agent loop stalled'
-            time.sleep(0.02)
-        while self.agent.last_report is None or \
-                self.agent.last_report.number < number:
-            assert time.monotonic() < deadline, 'agent loop stalled'
-            time.sleep(0.02)
-        return self.agent.last_report
 
 
 @pytest.fixture
