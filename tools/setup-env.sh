@@ -20,17 +20,49 @@ PY
 fi
 # The test rigs: QEMU (and qemu-img for Nova's image backend) and libvirt
 # (TCG guests), the sandbox's initramfs
-# (busybox-static, cpio) and numactl.
+# (busybox-static, cpio), numactl and RabbitMQ (tests/rabbit.py runs
+# private brokers on loopback; the system's own broker is never started).
 for pkg in qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
-        pkg-config busybox-static cpio numactl; do
+        pkg-config busybox-static cpio numactl rabbitmq-server; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
         || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup-env: installing ${need_apt[*]} with apt-get" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # Maintainer scripts start services through invoke-rc.d /
+    # deb-systemd-invoke: rabbitmq-server's postinst would start the
+    # system broker (as user rabbitmq, listening on all interfaces) and
+    # erlang-base an epmd.  Tests run private brokers only, so where no
+    # policy-rc.d exists one is written for this install that denies (101)
+    # those two and allows everything else, then removed.  An existing
+    # policy-rc.d (container images ship one that denies everything) is
+    # left as it is.
+    policy_rc=/usr/sbin/policy-rc.d
+    own_policy_rc=
+    if [ ! -e "$policy_rc" ]; then
+        cat >"$policy_rc" <<'POLICY'
+#!/bin/sh
+# Temporary, from loki-nova's tools/setup-env.sh: no system RabbitMQ or
+# epmd is started by this install.
+for arg in "$@"; do
+    case "$arg" in
+        rabbitmq-server|rabbitmq-server.service|epmd|epmd.service|epmd.socket)
+            exit 101 ;;
+    esac
+done
+exit 0
+POLICY
+        chmod 755 "$policy_rc"
+        own_policy_rc=1
+        trap 'rm -f "$policy_rc"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    if [ -n "$own_policy_rc" ]; then
+        rm -f "$policy_rc"
+        trap - EXIT
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
