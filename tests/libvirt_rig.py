@@ -43,6 +43,11 @@ them at module level::
   a ``TinyGuest``; every domain it defined is destroyed and undefined at the
   end of the test, also when the test failed.
 
+``libvirtd_stopped()`` stops the libvirtd this process started for the
+body of a ``with`` and starts it again afterwards (running guests survive
+it); each module binding the session fixtures gets its own instance of
+them, so which daemons this process started is kept here, process-wide.
+
 Guests are ``<domain type='qemu'>`` (TCG: KVM is unusable on these
 machines, see RIG.md), boot the kernel directly and log the serial console
 to a file.  Domain names are ``loki-rig-<pytest pid>-<n>``; leftovers of a
@@ -91,6 +96,12 @@ BOOT_TIMEOUT = 120
 MiB = 1 << 20
 KVM_DEVICE = '/dev/kvm'
 KVM_GROUP = 'kvm'
+
+#: Daemons this process started and has not stopped: name -> pid.
+_ours = {}
+#: pid of a libvirtd stopped by ``libvirtd_stopped`` -> pid of the one
+#: started in its place, which ``stop_daemons`` then stops instead.
+_successors = {}
 
 
 def wait_for(condition, timeout, what, interval=0.05):
@@ -183,9 +194,11 @@ def start_daemons(timeout=DAEMON_TIMEOUT):
             if done.returncode:
                 raise RuntimeError('%s -d failed (exit %d): %s' % (
                     name, done.returncode, done.stderr.strip()))
-            started.append(wait_for(
+            pid = wait_for(
                 lambda: daemon_pid(name, pid_file), timeout,
-                '%s writing a live pid to %s' % (name, pid_file)))
+                '%s writing a live pid to %s' % (name, pid_file))
+            started.append(pid)
+            _ours[name] = pid
         wait_for(can_connect, timeout, 'libvirtd accepting %s' % URI)
     except BaseException:
         stop_daemons(started)
@@ -195,11 +208,47 @@ def start_daemons(timeout=DAEMON_TIMEOUT):
 
 def stop_daemons(pids, timeout=DAEMON_TIMEOUT):
     """End the daemons ``pids`` (started by ``start_daemons``), last
-    started first, and wait until they are gone."""
+    started first, and wait until they are gone.  A libvirtd restarted
+    by ``libvirtd_stopped`` is stopped in the form of its successor."""
     for pid in reversed(pids):
+        while pid in _successors:
+            pid = _successors.pop(pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not _live(pid), timeout, 'daemon %d exiting' % pid)
+        for name in [n for n, p in _ours.items() if p == pid]:
+            del _ours[name]
+
+
+def libvirtd_started_here():
+    """The pid of the running libvirtd if this process started it (so
+    it may stop it), else None."""
+    pid = _ours.get('libvirtd')
+    running = daemon_pid('libvirtd', dict(DAEMONS)['libvirtd'])
+    return pid if pid is not None and running == pid else None
+
+
+@contextlib.contextmanager
+def libvirtd_stopped(timeout=DAEMON_TIMEOUT):
+    """Stop the libvirtd this process started (by pid; virtlogd and
+    the QEMU processes of running guests stay) and wait until
+    ``qemu:///system`` refuses connections; yield the stopped pid.  On
+    leaving -- also when the body failed -- start libvirtd again and wait
+    until it accepts connections; whoever started the old one stops the
+    new one.  Connections opened before are dead afterwards (see
+    ``TinyGuests.reattach``)."""
+    old = libvirtd_started_here()
+    if old is None:
+        raise RuntimeError('the running libvirtd was not started by this '
+                           'process; it is not ours to stop')
+    stop_daemons([old], timeout)
+    try:
+        wait_for(lambda: not can_connect(), timeout,
+                 'libvirtd refusing %s' % URI)
+        yield old
+    finally:
+        start_daemons(timeout)
+        _successors[old] = _ours['libvirtd']
 
 
 # -- the tiny guest's boot image --------------------------------------------
@@ -438,6 +487,21 @@ class TinyGuests:
         if start:
             g.dom.create()
         return g
+
+    def reattach(self, conn):
+        """Use ``conn`` from now on: after libvirtd restarted, the old
+        connection and every domain object from it are dead, so each
+        guest's domain is looked up again by uuid."""
+        self.conn = conn
+        for g in self.guests:
+            if not g.defined:
+                continue
+            try:
+                g.dom = conn.lookupByUUIDString(g.uuid)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                g.defined = False
 
     def cleanup(self):
         """Destroy and undefine every guest (in parallel: a destroy takes
