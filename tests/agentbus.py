@@ -75,17 +75,22 @@ class Running:
     """The agent's loop and its RPC server, both in threads of this
     process, and a client on the same in-memory transport."""
 
-    def __init__(self, conf, source=all_hot, fixture_kfs=False):
+    def __init__(self, conf, source=all_hot, fixture_kfs=False,
+                 agent=None):
         """``fixture_kfs``: read /proc and /sys from the fixture tree too
         (for an agent without process guests where reading the machine's
-        own /sys is not allowed, as in Nova's harness)."""
-        fixture = kernfs.KernelFS(os.path.join(FIXTURES, 'two_tier'))
-        topo = topology.discover(fixture)
-        self.agent = agent_mod.Agent(
-            conf.memtier, kfs=fixture if fixture_kfs else None,
-            topology=topo,
-            tracker=replay.ReplayTracker(source),
-            mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+        own /sys is not allowed, as in Nova's harness).  ``agent``: run
+        this agent instead (on a real two-tier kernel, an agent built from
+        the configuration alone)."""
+        if agent is None:
+            fixture = kernfs.KernelFS(os.path.join(FIXTURES, 'two_tier'))
+            agent = agent_mod.Agent(
+                conf.memtier, kfs=fixture if fixture_kfs else None,
+                topology=topology.discover(fixture),
+                tracker=replay.ReplayTracker(source),
+                mover=mover.Mover(mover.RateLimiter(1 << 30),
+                                  query_only=True))
+        self.agent = agent
         self.transport = messaging.get_rpc_transport(conf)
         self.bus = service.AgentMessaging(
             conf, self.agent, transport=self.transport,
