@@ -28,6 +28,7 @@ that is unavailable (libvirtd restarting) keeps its last guests, which are
 still re-verified before every move.
 """
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -50,6 +51,11 @@ LOG = logging.getLogger(__name__)
 MiB = 1024 * 1024
 #: Pages probed in a chunk whose first probes found nothing present.
 REPROBES = 16
+#: Intervals of heat kept per guest for ``guest_heat`` (heat maps).
+HEAT_HISTORY = 120
+#: Most columns a kept heat row has; larger guests are binned (the
+#: hottest chunk of a bin stands for it).
+HEAT_BINS = 512
 
 
 @dataclasses.dataclass
@@ -116,6 +122,21 @@ class _Managed:
         self.budget_mb = None
         #: Tier of each chunk after the last interval's moves.
         self.tier = None
+        #: (interval, binned heat, binned DRAM share) of recent intervals.
+        self.heat_history = collections.deque(maxlen=HEAT_HISTORY)
+
+    def record_heat(self, number):
+        heat, tier = self.planner.heat, self.tier
+        n = len(heat)
+        bins = min(n, HEAT_BINS)
+        edges = np.linspace(0, n, bins + 1).astype(np.int64)
+        starts = edges[:-1]
+        hot = np.maximum.reduceat(heat, starts) if n else heat
+        fast = (tier == classifier.TIER_FAST).astype(np.float32)
+        share = (np.add.reduceat(fast, starts) / np.diff(edges)) if n \
+            else fast
+        self.heat_history.append((number, hot.astype(np.uint16),
+                                  np.round(share * 100).astype(np.uint8)))
 
     def same(self, guest):
         """Still the same process and memory (the policy may change)."""
@@ -438,6 +459,7 @@ class Agent:
                 tier[chunks] = self._probe(m, chunks,
                                            self.conf.probes_per_chunk)
         m.tier = tier
+        m.record_heat(self.number)
         c = plan.classification
         m.hot_mb = m.planner.hot_chunks(c.histogram) * self.chunk_size / MiB
         st.budget_mb = budget_mb
@@ -581,6 +603,27 @@ class Agent:
                 'instance %s is not a tiered guest of this host' % key)
         st = report.guests.get(key) if report else None
         return _guest_dict(m, st, report)
+
+    def guest_heat(self, instance_uuid):
+        """The guest's heat over its recent intervals, for heat maps: one
+        row per interval (oldest first) of at most ``HEAT_BINS`` columns,
+        each the highest heat of the chunks it stands for, and the per
+        cent of those chunks in DRAM."""
+        from loki_nova.memtier import rpc
+        key = str(instance_uuid)
+        m = self.guests.get(key)
+        if m is None:
+            raise rpc.GuestNotManaged(
+                'instance %s is not a tiered guest of this host' % key)
+        rows = list(m.heat_history)
+        return {'instance_uuid': key, 'chunks': len(m.layout),
+                'chunk_kb': self.chunk_size // 1024,
+                'interval_s': self.conf.interval,
+                'heat_max': int(classifier.HEAT_MAX),
+                'hot_heat': int(self.params.access_weight),
+                'intervals': [r[0] for r in rows],
+                'heat': [r[1].tolist() for r in rows],
+                'dram_percent': [r[2].tolist() for r in rows]}
 
     def host_stats(self):
         report = self.last_report

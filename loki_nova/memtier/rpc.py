@@ -21,6 +21,7 @@ history:
 
 * 1.0 -- ``reserve_dram(instance_uuid, mb, timeout)``,
   ``guest_stats(instance_uuid)``, ``host_stats()``.
+* 1.1 -- ``guest_heat(instance_uuid)`` (heat maps).
 
 Answers are plain dicts (JSON-safe), so any client can read them.
 ``reserve_dram`` answers ``{"status": ..., "reason": ...}`` plus figures;
@@ -47,7 +48,7 @@ TOPIC = 'loki-memtier'
 #: and nova-compute (control_exchange "nova") meet whatever their
 #: defaults are.
 EXCHANGE = 'loki'
-VERSION = '1.0'
+VERSION = '1.1'
 #: Seconds a client waits beyond the ``timeout`` it gives reserve_dram,
 #: for the answer to travel back.
 REPLY_MARGIN_S = 5
@@ -115,6 +116,10 @@ class AgentEndpoint:
     def guest_stats(self, ctxt, instance_uuid):
         return self.agent.guest_stats(instance_uuid)
 
+    @messaging.expected_exceptions(GuestNotManaged)
+    def guest_heat(self, ctxt, instance_uuid):
+        return self.agent.guest_heat(instance_uuid)
+
     def host_stats(self, ctxt):
         return self.agent.host_stats()
 
@@ -140,26 +145,34 @@ class AgentClient:
 
     def __init__(self, transport, timeout=30):
         self.timeout = timeout
-        target = messaging.Target(exchange=EXCHANGE, topic=TOPIC,
-                                  version=VERSION)
+        target = messaging.Target(exchange=EXCHANGE, topic=TOPIC)
         self.client = messaging.get_rpc_client(transport, target)
 
     def reserve_dram(self, ctxt, host, instance_uuid, mb, timeout):
-        cctxt = self.client.prepare(server=host,
+        cctxt = self.client.prepare(server=host, version='1.0',
                                     timeout=timeout + REPLY_MARGIN_S)
         return cctxt.call(ctxt, 'reserve_dram', instance_uuid=instance_uuid,
                           mb=mb, timeout=timeout)
 
-    def guest_stats(self, ctxt, host, instance_uuid):
-        cctxt = self.client.prepare(server=host, timeout=self.timeout)
+    def _guest_call(self, ctxt, host, method, instance_uuid, version):
+        cctxt = self.client.prepare(server=host, timeout=self.timeout,
+                                    version=version)
         try:
-            return cctxt.call(ctxt, 'guest_stats',
-                              instance_uuid=instance_uuid)
+            return cctxt.call(ctxt, method, instance_uuid=instance_uuid)
         except messaging.RemoteError as exc:
             if exc.exc_type == GuestNotManaged.__name__:
                 raise GuestNotManaged(exc.value) from None
             raise
 
+    def guest_stats(self, ctxt, host, instance_uuid):
+        return self._guest_call(ctxt, host, 'guest_stats', instance_uuid,
+                                '1.0')
+
+    def guest_heat(self, ctxt, host, instance_uuid):
+        return self._guest_call(ctxt, host, 'guest_heat', instance_uuid,
+                                '1.1')
+
     def host_stats(self, ctxt, host):
-        cctxt = self.client.prepare(server=host, timeout=self.timeout)
+        cctxt = self.client.prepare(server=host, timeout=self.timeout,
+                                    version='1.0')
         return cctxt.call(ctxt, 'host_stats')

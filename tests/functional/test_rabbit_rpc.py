@@ -163,7 +163,7 @@ def test_reserve_dram_and_usage_over_rabbitmq_survive_a_broker_restart(
                 assert request['method'] == 'reserve_dram'
                 assert request['args'] == {'instance_uuid': new,
                                            'mb': 1000, 'timeout': 20}
-                assert request['version'] == rpc.VERSION
+                assert request['version'] == '1.0'
                 assert request['_context_request_id'] == 'req-wire'
                 assert request['_reply_q'].startswith('reply_')
                 assert client.guest_stats({}, HOST, 'od1')['budget_mb'] \

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import oslo_messaging as messaging
 import pytest
 
@@ -221,3 +222,23 @@ def test_usage_notifications_reach_a_listener(tmp_path, two_guests):
                        'demoted_mb', 'period_start', 'period_end'}
     st = by_guest['static1'][0]
     assert st['budget_mb'] == 8 and st['dram_mb'] == 8
+
+
+def test_guest_heat_keeps_recent_intervals(tmp_path, two_guests):
+    def source(g, layout, n):
+        out = np.zeros(len(layout), np.uint8)
+        out[:4] = 20       # the first 8 MiB are hot
+        return out
+    with Running(make_conf(tmp_path), source) as r:
+        r.wait_interval(3)
+        heat = r.client.guest_heat({}, HOST, 'od1')
+        with pytest.raises(rpc.GuestNotManaged):
+            r.client.guest_heat({}, HOST, 'nobody')
+    assert heat['chunks'] == 16 and heat['chunk_kb'] == 2048
+    assert len(heat['intervals']) >= 2
+    assert heat['intervals'] == sorted(heat['intervals'])
+    last = heat['heat'][-1]
+    assert len(last) == 16
+    assert min(last[:4]) > 0 and max(last[4:]) == 0
+    # od1's budget is its whole hot demand; the hot chunks are in DRAM
+    assert heat['dram_percent'][-1][:4] == [100] * 4
