@@ -106,6 +106,21 @@ class Reservation:
         self.expires = self.made + ttl
         self.settled = threading.Event()
         self.over_budget = {}
+        #: First interval whose budgets counted it, and the one that
+        #: settled it.
+        self.first_counted = None
+        self.last_counted = None
+        self.settled_in = None
+
+    @property
+    def intervals(self):
+        """Intervals that ran with the reservation counted, up to the one
+        that settled it (or the last one so far)."""
+        if self.first_counted is None:
+            return 0
+        last = self.settled_in if self.settled_in is not None \
+            else self.last_counted
+        return last - self.first_counted + 1
 
     def describe(self):
         return '%s (%d MiB, %.0f s old)' % (
@@ -373,6 +388,10 @@ class Agent:
                 stats[key].error = str(exc)
         with self._lock:
             pending = list(self.reservations.values())
+        for r in pending:
+            if r.first_counted is None:
+                r.first_counted = self.number
+            r.last_counted = self.number
         try:
             budgets = self.budgets(list(observed),
                                    sum(r.mb for r in pending))
@@ -502,13 +521,18 @@ class Agent:
         when every guest ended it within its budget (one chunk of
         slack for rounding)."""
         slack = self.chunk_size / MiB
-        over = {k: (round(s.dram_mb), round(s.budget_mb))
-                for k, s in stats.items()
-                if not s.tiered or s.error
-                or s.dram_mb > s.budget_mb + slack}
+        over = {}
+        for k, st in stats.items():
+            if not st.tiered or st.error:
+                over[k] = 'was not measured (%s)' % (
+                    st.error or 'interval cut short')
+            elif st.dram_mb > st.budget_mb + slack:
+                over[k] = 'holds %d MiB over a budget of %d MiB' % (
+                    st.dram_mb, st.budget_mb)
         for r in counted:
             r.over_budget = over
             if not over and not r.settled.is_set():
+                r.settled_in = self.number
                 LOG.info('reservation %s: room made in interval %d',
                          r.describe(), self.number)
                 r.settled.set()
@@ -554,7 +578,6 @@ class Agent:
             r = Reservation(instance_uuid, mb, self.conf.reservation_ttl)
             old = self.reservations.get(instance_uuid)
             self.reservations[instance_uuid] = r
-            number = self.number
         if old is not None:
             old.settled.set()
         LOG.info('reservation %s made; pulling on-demand guests toward '
@@ -562,20 +585,22 @@ class Agent:
         self.wake.set()
         settled = r.settled.wait(timeout)
         waited = time.monotonic() - started
-        intervals = self.number - number
         if settled and self.reservations.get(instance_uuid) in (r, None):
-            return _answer(rpc.OK, 'room made after %d interval(s)'
-                           % intervals, instance_uuid, mb, waited,
-                           intervals, self._free_fast_mb())
-        over = ', '.join('%s holds %d MiB over a budget of %d MiB'
-                         % (k, d, b) for k, (d, b) in
+            if r.settled_in is None:
+                reason = 'the guest appeared while room was being made'
+            else:
+                reason = 'room made in interval %d, the %s that counted ' \
+                    'the reservation' % (r.settled_in, _ordinal(r.intervals))
+            return _answer(rpc.OK, reason, instance_uuid, mb, waited,
+                           r.intervals, self._free_fast_mb())
+        over = ', '.join('%s %s' % kv for kv in
                          sorted(r.over_budget.items())) or \
             'no interval has counted the reservation yet'
         return _answer(rpc.TIMEOUT, 'no room after %.1f s (%d interval(s)): '
                        '%s; the reservation stays until the guest appears '
-                       'or for %d s' % (waited, intervals, over,
+                       'or for %d s' % (waited, r.intervals, over,
                                         self.conf.reservation_ttl),
-                       instance_uuid, mb, waited, intervals,
+                       instance_uuid, mb, waited, r.intervals,
                        self._free_fast_mb())
 
     def _free_fast_mb(self):
@@ -655,6 +680,10 @@ class Agent:
             self.tracker.close()
         except Exception:
             LOG.exception('closing the %s tracker failed', self.tracker.name)
+
+
+def _ordinal(n):
+    return {1: 'first', 2: 'second', 3: 'third'}.get(n, '%dth' % n)
 
 
 def _answer(status, reason, instance_uuid, mb, waited=0.0, intervals=0,
