@@ -21,9 +21,10 @@ fi
 # The test rigs: QEMU (and qemu-img for Nova's image backend) and libvirt
 # (TCG guests), the sandbox's initramfs
 # (busybox-static, cpio), numactl and RabbitMQ (tests/rabbit.py runs
-# private brokers on loopback; the system's own broker is never started).
+# private brokers on loopback; the system's own broker is never started);
+# shellcheck lints the DevStack plugin (tools/run-tests.sh).
 for pkg in qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
-        pkg-config busybox-static cpio numactl rabbitmq-server; do
+        pkg-config busybox-static cpio numactl rabbitmq-server shellcheck; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
         || need_apt+=("$pkg")
 done
