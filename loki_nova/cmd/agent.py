@@ -63,6 +63,16 @@ def main(argv=None):
     except cfg.Error as exc:
         LOG.error('cannot start: %s', exc)
         return 1
+    exporter = None
+    if conf.memtier.metrics_listen:
+        # Listen first: an address in use stops the start before the
+        # agent touches the kernel, with a message naming the option.
+        from loki_nova.memtier import metrics
+        try:
+            exporter = metrics.MetricsServer(conf.memtier.metrics_listen)
+        except metrics.ListenError as exc:
+            LOG.error('cannot start: %s', exc)
+            return 1
     stop = threading.Event()
     agent = None
 
@@ -80,6 +90,8 @@ def main(argv=None):
     except (topology.TopologyError, trackers.TrackerUnavailable,
             cfg.Error, ValueError, OSError) as exc:
         LOG.error('cannot start: %s', exc)
+        if exporter is not None:
+            exporter.close()
         return 1
     LOG.info('loki-memtier-agent started: %d watcher(s), %s tracker, '
              'interval %.1f s, move cap %d MiB/s', len(agent.watchers),
@@ -94,16 +106,22 @@ def main(argv=None):
             LOG.error('cannot start: the message bus settings are not '
                       'usable: %s', exc)
             agent.close()
+            if exporter is not None:
+                exporter.close()
             return 1
         bus.start()
     else:
         LOG.info('RPC and usage notifications are off ([memtier] '
                  'rpc_enabled = false)')
+    if exporter is not None:
+        exporter.serve(agent)
     try:
         agent.run()
     finally:
         if bus is not None:
             bus.stop()
+        if exporter is not None:
+            exporter.close()
     LOG.info('loki-memtier-agent stopped after %d interval(s)',
              agent.number)
     return 0

@@ -190,6 +190,18 @@ memtier_opts = [
              '[oslo_messaging_notifications] driver is set (e.g. '
              'messagingv2). 0 turns them off. The period is rounded up to '
              'whole tiering intervals. Default 60.'),
+    cfg.StrOpt(
+        'metrics_listen',
+        default='',
+        help='Address and TCP port, as HOST:PORT or [IPV6]:PORT, on which '
+             'the agent serves Prometheus metrics over HTTP at /metrics, '
+             'e.g. 127.0.0.1:9464. Empty (the default) serves none. Any '
+             'address is taken as given, 0.0.0.0 or [::] for every '
+             'interface: the metrics have no authentication and name the '
+             'instances of this host, so give a loopback or management '
+             'network address and limit who can reach it. Port 0 takes a '
+             'free port, which the log names. An address the agent cannot '
+             'listen on (a port in use) stops it at start.'),
 ]
 
 
