@@ -14,7 +14,9 @@
 
 """``loki-memtier``: the operator's command line.
 
-Verbs: ``simulate`` (trace-driven comparison of tiering policies),
+Verbs: ``status`` (the host's tiers and guests, from its agent),
+``heatmap`` (a guest's heat over recent intervals, as a PNG),
+``simulate`` (trace-driven comparison of tiering policies),
 ``flavor-properties`` (the flavor properties of a tiered flavor).
 """
 
@@ -246,6 +248,8 @@ def build_parser():
     subparsers = parser.add_subparsers(dest='verb', metavar='VERB',
                                        parser_class=_Parser)
     subparsers.required = True
+    from loki_nova.cmd import status
+    status.add_parsers(subparsers)
     _add_simulate(subparsers)
     _add_flavor_properties(subparsers)
     return parser

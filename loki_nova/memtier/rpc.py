@@ -143,10 +143,13 @@ class AgentClient:
     use it.  ``ctxt`` is a dict; a ``request_id`` in it shows up in the
     agent's log."""
 
-    def __init__(self, transport, timeout=30):
+    def __init__(self, transport, timeout=30, retry=None):
+        """``retry``: connection attempts when the broker is unreachable
+        (None: until it answers, as services do; a CLI wants a few)."""
         self.timeout = timeout
         target = messaging.Target(exchange=EXCHANGE, topic=TOPIC)
-        self.client = messaging.get_rpc_client(transport, target)
+        self.client = messaging.get_rpc_client(transport, target,
+                                               retry=retry)
 
     def reserve_dram(self, ctxt, host, instance_uuid, mb, timeout):
         cctxt = self.client.prepare(server=host, version='1.0',
