@@ -1,0 +1,163 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""On-demand DRAM end to end on the sandbox's two-tier kernel.
+
+The real agent (built from its configuration alone: kernel topology,
+DAMON tracker, process watcher, real mover) runs its loop and RPC server
+in threads of this test process, on oslo.messaging's in-memory transport
+(the sandbox has no broker; the same RPC over RabbitMQ is
+tests/functional/test_rabbit_rpc.py).  Two workloads are registered like
+guests: S (static, floor 32 MiB) and D (on_demand, floor 32 MiB,
+ceiling 96 MiB, 64 MiB hot).  The host reserve is set so that 96 MiB of
+DRAM is spare above the floors:
+
+* while it is free, D's budget and its DRAM grow past its floor toward
+  its hot demand;
+* ``reserve_dram`` for a third guest, taking all of the spare, answers
+  ``ok`` only once D is back at its floor, and the pages really are;
+* S never leaves its share; no budget ever falls below a floor (checked
+  in every interval); both workloads' memory keeps its checksum.
+"""
+
+import logging
+import uuid
+
+import numpy as np
+
+from loki_nova.memtier import agent as agent_mod
+from loki_nova.memtier import mover
+from loki_nova.memtier import rpc
+from tests import agentbus
+from tests import workloads
+from tests.sandbox import INSIDE_ONLY
+
+pytestmark = INSIDE_ONLY
+
+MiB = 1024 * 1024
+FLOOR = 32
+CEILING = 96
+HOT = 64
+SPARE = 96
+CHUNK_MB = 2
+MAX_INTERVALS = 40
+
+
+def node0_mb(w):
+    pages = np.arange(w.start, w.end, 4096, dtype=np.uint64)
+    nodes = mover.move_pages(w.pid, pages)
+    return float((nodes == 0).sum()) * 4096 / MiB
+
+
+class Timeline:
+    """Every interval's budgets and DRAM, as the agent reports them, and
+    every floor violation seen."""
+
+    def __init__(self):
+        self.rows = []
+        self.violations = []
+
+    def __call__(self, report):
+        row = {'interval': report.number}
+        for key, st in report.guests.items():
+            if not st.tiered:   # (an interval cut short by the stop)
+                continue
+            row[key] = (round(st.budget_mb), round(st.dram_mb),
+                        round(st.hot_mb))
+            if st.budget_mb < st.floor_mb:
+                self.violations.append((report.number, key, st.budget_mb))
+        self.rows.append(row)
+
+
+def wait_until(running, predicate, what, log, limit=MAX_INTERVALS):
+    """Bounded by ``limit`` of the agent's intervals from now."""
+    start = running.agent.number
+    while not predicate():
+        n = running.agent.number
+        assert n - start < limit, (what, running.agent.last_report,
+                                   log.text[-6000:])
+        try:
+            running.wait_interval(n + 1, timeout=120)
+        except AssertionError:
+            raise AssertionError(log.text[-6000:])
+
+
+def test_on_demand_grows_then_gives_way_to_a_reservation(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger='loki_nova')
+    reg = tmp_path / 'guests'
+    conf = agentbus.make_conf(tmp_path, interval=1.0, tracker='damon',
+                              usage_interval=0, host='sandbox')
+    agent = agent_mod.Agent(conf.memtier)
+    fast = agent.topology.fast_mb
+    conf.set_override('dram_reserve_mb', fast - 2 * FLOOR - SPARE,
+                      group='memtier')
+    timeline = Timeline()
+    agent.listeners.append(timeline)
+    common = ('--register-dir', reg, '--pause-ms', 20)
+    with workloads.Workload('--size-mb', 96, '--hot-mb', 16, '--name', 'S',
+                            '--policy', 'static', '--floor-mb', FLOOR,
+                            *common, timeout=120) as s, \
+            workloads.Workload('--size-mb', 160, '--hot-mb', HOT,
+                               '--name', 'D', '--policy', 'on_demand',
+                               '--floor-mb', FLOOR, '--ceiling-mb',
+                               CEILING, *common, timeout=120) as d, \
+            agentbus.Running(conf, agent=agent) as running:
+
+        def report(key):
+            r = running.agent.last_report
+            return r.guests.get(key) if r else None
+
+        def grown():
+            st = report('D')
+            return (st is not None and st.budget_mb >= FLOOR + 16
+                    and node0_mb(d) >= FLOOR + 16)
+        wait_until(running, grown, 'D grows past its floor', caplog)
+        grown_at = len(timeline.rows)
+        before = (report('D').budget_mb, node0_mb(d))
+
+        new = str(uuid.uuid4())
+        answer = running.client.reserve_dram({'request_id': 'req-e2e'},
+                                             'sandbox', new, SPARE, 120)
+        at_answer = node0_mb(d), node0_mb(s), report('D').budget_mb
+        print('reserve_dram answer:', answer)
+        assert answer['status'] == rpc.OK, answer
+        assert answer['intervals'] >= 1
+        assert at_answer[2] == FLOOR
+        assert at_answer[0] <= FLOOR + CHUNK_MB, at_answer
+        assert abs(at_answer[1] - FLOOR) <= CHUNK_MB, at_answer
+
+        # The reservation stays held (no guest with its uuid appears), so
+        # D stays at its floor while S keeps its share.
+        settle = running.agent.number
+        running.wait_interval(settle + 3, timeout=120)
+        assert report('D').budget_mb == FLOOR
+        assert node0_mb(d) <= FLOOR + CHUNK_MB
+        assert abs(node0_mb(s) - FLOOR) <= CHUNK_MB
+        assert s.checksum_ok() and d.checksum_ok()
+
+    print('D before the reservation: budget %d MiB, %.0f MiB in DRAM'
+          % before)
+    print('timeline (interval: guest = (budget, DRAM, hot) MiB):')
+    for row in timeline.rows:
+        print(row)
+    assert timeline.violations == []
+    # S's budget is its floor in every interval it was tiered in.
+    assert {row['S'][0] for row in timeline.rows if 'S' in row} == {FLOOR}
+    assert max(row['D'][0] for row in timeline.rows if 'D' in row) \
+        >= FLOOR + 16
+    assert new in agent.reservations
+    # From the moment D had grown, S held its floor in every interval.
+    assert all(abs(row['S'][1] - FLOOR) <= CHUNK_MB
+               for row in timeline.rows[grown_at:] if 'S' in row), \
+        timeline.rows
