@@ -131,8 +131,9 @@ def move_pages(pid, pages, node=None, status=None):
             raise ProcessLookupError(errno.ESRCH, 'process %d is exiting'
                                      % pid)
         if err == errno.EPERM:
-            raise PermissionError(err, 'not permitted to move pages of '
-                                  'process %d (needs CAP_SYS_NICE)' % pid)
+            raise PermissionError(
+                err, 'not permitted to move pages of process %d (another '
+                'user\'s process needs CAP_SYS_PTRACE)' % pid)
         raise MoveError('move_pages(pid=%d, %d pages, node=%s) failed: %s'
                         % (pid, n, node, os.strerror(err)))
     # rc > 0: that many pages were not migrated; their slots say where
