@@ -10,6 +10,7 @@ bash tools/setup-env.sh
 .venv/bin/python -m flake8 loki_nova nova_shim tests benchmarks setup.py
 shellcheck devstack/plugin.sh devstack/settings tests/fixtures/devstack/functions-stub.sh
 .venv/bin/bashate -e 'E*' devstack/plugin.sh devstack/settings tests/fixtures/devstack/functions-stub.sh
+.venv/bin/reno lint
 # Nova picks its concurrency mode once per process, so the tests in Nova's
 # in-process harness (tests/nova) run in their own pytest processes: once
 # in threading mode (Nova's default) and once in eventlet mode (the real
