@@ -54,6 +54,8 @@ LOG = logging.getLogger(__name__)
 
 PAGE_SIZE = os.sysconf('SC_PAGE_SIZE')
 MPOL_MF_MOVE = 1 << 1
+#: Task flag set when a task starts to exit (include/linux/sched.h).
+PF_EXITING = 0x4
 _SYSCALL_MOVE_PAGES = {'x86_64': 279, 'aarch64': 239}
 _SKIP = (-errno.ENOENT, -errno.EFAULT)
 #: A status slot the kernel did not write.
@@ -143,12 +145,19 @@ def move_pages(pid, pages, node=None, status=None):
 
 def _exiting(pid):
     """An exiting process has no memory left: move_pages says EINVAL.
+    The kernel marks a task PF_EXITING (its flags, field 9 of
+    /proc/PID/stat) before it lets go of the memory, and the task keeps
+    a live state letter until it becomes a zombie, so the flag is what
+    tells a process on its way out; a zombie or a reaped pid is past it.
     (move_pages itself acts on the real kernel, so this reads the real
     /proc too.)"""
     try:
-        return kernfs.KernelFS().process_stat(pid)[0] in ('Z', 'X')
-    except ProcessLookupError:
-        return True
+        text = kernfs.KernelFS().read_text('proc/%d/stat' % pid)
+    except kernfs.KernelFSError as exc:
+        return exc.errno in (errno.ENOENT, errno.ESRCH)
+    # The command name (field 2) may hold spaces and parentheses.
+    fields = text[text.rindex(')') + 2:].split()
+    return fields[0] in ('Z', 'X') or bool(int(fields[6]) & PF_EXITING)
 
 
 @dataclasses.dataclass

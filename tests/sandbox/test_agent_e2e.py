@@ -22,11 +22,6 @@ workload's node0 pages stay within the budget; then the hot region moves
 and the pages must follow; the memory's checksum must hold, and SIGTERM
 must stop the agent cleanly."""
 
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -36,6 +31,7 @@ from loki_nova.memtier import mover
 from loki_nova.memtier.trackers import damon
 from tests import workloads
 from tests.sandbox import INSIDE_ONLY
+from tests.sandbox.agentproc import AgentProcess
 
 pytestmark = INSIDE_ONLY
 
@@ -43,40 +39,6 @@ MiB = 1024 * 1024
 BUDGET_MB = 64
 HOT_MB = 32
 MAX_INTERVALS = 20
-
-
-class AgentProcess:
-    def __init__(self, tmp_path, **options):
-        self.log = tmp_path / 'agent.log'
-        conf = tmp_path / 'memtier.conf'
-        opts = dict(interval=1.0, tracker='damon', watchers='process',
-                    registration_dir=tmp_path / 'guests',
-                    state_dir=tmp_path / 'state', dram_reserve_mb=0,
-                    rpc_enabled=False)
-        opts.update(options)
-        body = '\n'.join('%s = %s' % kv for kv in opts.items())
-        conf.write_text('[DEFAULT]\ndebug = true\nlog_file = %s\n'
-                        '[memtier]\n%s\n' % (self.log, body))
-        self.proc = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable),
-                          'loki-memtier-agent'), '--config-file', str(conf)])
-
-    def text(self):
-        return self.log.read_text() if self.log.exists() else ''
-
-    def intervals(self):
-        found = re.findall(r'interval (\d+):', self.text())
-        return int(found[-1]) if found else 0
-
-    def stop(self, timeout=60):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout)
-            raise
 
 
 def placement(w, hot_offset_mb):
