@@ -39,8 +39,8 @@ def parse_args(argv, conf=None):
     conf = conf or cfg.ConfigOpts()
     memtier_conf.register_opts(conf)
     logging.register_options(conf)
-    from loki_nova.memtier import service
-    service.register_opts(conf)
+    # oslo.messaging's options are registered only when RPC is on (main):
+    # importing it costs seconds, and a minute under TCG.
     defaults = [DEFAULT_CONFIG] if os.path.exists(DEFAULT_CONFIG) else []
     conf(argv, project='loki-nova', prog='loki-memtier-agent',
          default_config_files=defaults)
@@ -101,6 +101,7 @@ def main(argv=None):
     if conf.memtier.rpc_enabled:
         from loki_nova.memtier import service
         try:
+            service.register_opts(conf)
             bus = service.AgentMessaging(conf, agent)
         except Exception as exc:
             LOG.error('cannot start: the message bus settings are not '

@@ -29,7 +29,9 @@ import time
 
 
 class AgentProcess:
-    def __init__(self, tmp_path, **options):
+    def __init__(self, tmp_path, default=None, **options):
+        """``options`` go to [memtier], ``default`` (a dict) to
+        [DEFAULT]."""
         self.log = tmp_path / 'agent.log'
         self.conf = tmp_path / 'memtier.conf'
         opts = dict(interval=1.0, tracker='damon', watchers='process',
@@ -38,8 +40,9 @@ class AgentProcess:
                     rpc_enabled=False)
         opts.update(options)
         body = '\n'.join('%s = %s' % kv for kv in opts.items())
-        self.conf.write_text('[DEFAULT]\ndebug = true\nlog_file = %s\n'
-                             '[memtier]\n%s\n' % (self.log, body))
+        extra = ''.join('%s = %s\n' % kv for kv in (default or {}).items())
+        self.conf.write_text('[DEFAULT]\ndebug = true\nlog_file = %s\n%s'
+                             '[memtier]\n%s\n' % (self.log, extra, body))
         self.proc = None
         self._offset = 0
         self.start()

@@ -78,7 +78,11 @@ def test_agent_keeps_the_hot_set_in_dram_and_follows_it(tmp_path):
                             '--name', 'e2e', '--policy', 'static',
                             '--floor-mb', BUDGET_MB, '--pause-ms', 20,
                             timeout=120) as w:
-        agent = AgentProcess(tmp_path)
+        # The service with its RPC server on (the in-memory transport:
+        # nobody calls it here, the point is that serving RPC and tiering
+        # go together in the real process).
+        agent = AgentProcess(tmp_path, default={'transport_url': 'fake:/'},
+                             rpc_enabled=True, usage_interval=0)
         try:
             first = wait_for_tiering(agent, w, 0, history)
             assert w.command('hot 160') == 'ok'
@@ -95,6 +99,7 @@ def test_agent_keeps_the_hot_set_in_dram_and_follows_it(tmp_path):
                         if 'guest e2e:' in line or 'interval ' in line))
     assert status == 0, text[-3000:]
     assert 'managing guest e2e' in text
+    assert 'serving RPC as' in text
     assert 'stopped after' in text
     assert 'Traceback' not in text
     assert kernfs.KernelFS().read_int(
