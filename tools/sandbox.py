@@ -1034,6 +1034,11 @@ def main(argv=None):
                         metavar=('NODE0', 'NODE1'))
     runner.add_argument('--append', default='',
                         help='extra guest kernel arguments')
+    runner.add_argument('--out-dir',
+                        help='host directory to use as the writable share '
+                        '($LOKI_SANDBOX_OUT in the guest), left in place '
+                        'with what the command wrote there (default: a '
+                        'temporary directory, removed)')
     runner.add_argument('command', nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     try:
@@ -1051,7 +1056,8 @@ def main(argv=None):
         result = run(command, cwd=args.cwd, env=_parse_env(args.env),
                      timeout=args.timeout, node_mib=tuple(args.node_mib),
                      cpus=args.cpus, extra_append=args.append,
-                     stream=sys.stdout.buffer, cache_dir=args.cache)
+                     out_dir=args.out_dir, stream=sys.stdout.buffer,
+                     cache_dir=args.cache)
         print('sandbox: exit %d after %.1fs (guest booted in %.1fs, command '
               'ran %.1fs)' % (result.returncode, result.elapsed,
                               result.boot_seconds or 0,
