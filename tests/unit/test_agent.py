@@ -33,7 +33,6 @@ from loki_nova.memtier import kernfs
 from loki_nova.memtier import mover
 from loki_nova.memtier import topology
 from loki_nova.memtier.trackers import replay
-from tests import workloads
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures',
                         'kernfs')
@@ -67,19 +66,6 @@ def hot_first(mb):
         out[:mb // 2] = 20
         return out
     return source
-
-
-@pytest.fixture
-def two_guests(tmp_path):
-    reg = str(tmp_path / 'guests')
-    with workloads.Workload('--size-mb', 32, '--hot-mb', 4,
-                            '--register-dir', reg, '--name', 'static1',
-                            '--floor-mb', 8) as a, \
-            workloads.Workload('--size-mb', 32, '--hot-mb', 4,
-                               '--register-dir', reg, '--name', 'od1',
-                               '--policy', 'on_demand', '--floor-mb', 4,
-                               '--ceiling-mb', 24) as b:
-        yield a, b
 
 
 def test_one_interval_budgets_and_plans_every_guest(tmp_path, two_guests):

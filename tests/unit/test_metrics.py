@@ -39,11 +39,11 @@ from loki_nova.memtier import metrics
 from loki_nova.memtier import mover
 from loki_nova.memtier import topology
 from loki_nova.memtier.trackers import replay
-from tests import workloads
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures',
                         'kernfs')
 MiB = 1024 * 1024
+#: Size of each of the two_guests workloads (tests/unit/conftest.py).
 GUEST_MB = 32
 
 
@@ -75,19 +75,6 @@ def make_agent(conf, source=hot_first):
     return agent_mod.Agent(
         conf, topology=topo, tracker=replay.ReplayTracker(source),
         mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
-
-
-@pytest.fixture
-def two_guests(tmp_path):
-    reg = str(tmp_path / 'guests')
-    with workloads.Workload('--size-mb', GUEST_MB, '--hot-mb', 4,
-                            '--register-dir', reg, '--name', 'static1',
-                            '--floor-mb', 8) as a, \
-            workloads.Workload('--size-mb', GUEST_MB, '--hot-mb', 4,
-                               '--register-dir', reg, '--name', 'od1',
-                               '--policy', 'on_demand', '--floor-mb', 4,
-                               '--ceiling-mb', 24) as b:
-        yield a, b
 
 
 @pytest.fixture

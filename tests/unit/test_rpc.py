@@ -36,19 +36,6 @@ from tests.agentbus import Running
 from tests import workloads
 
 
-@pytest.fixture
-def two_guests(tmp_path):
-    reg = str(tmp_path / 'guests')
-    with workloads.Workload('--size-mb', 32, '--hot-mb', 4,
-                            '--register-dir', reg, '--name', 'static1',
-                            '--floor-mb', 8) as a, \
-            workloads.Workload('--size-mb', 32, '--hot-mb', 4,
-                               '--register-dir', reg, '--name', 'od1',
-                               '--policy', 'on_demand', '--floor-mb', 4,
-                               '--ceiling-mb', 24) as b:
-        yield a, b
-
-
 def test_reserve_dram_pulls_on_demand_back_before_answering(
         tmp_path, two_guests, caplog):
     caplog.set_level(logging.INFO)
