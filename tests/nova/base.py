@@ -87,6 +87,9 @@ class LokiTestBase(base.ServersTestBase):
         root = self.useFixture(fixtures.TempDir()).path
         write_memory_tiers(root, (0, 1), self.SLOW_NODE_IDS)
         self.flags(sysfs_root=root, group='loki')
+        # No tiering agent runs beside these computes: spawns must not
+        # wait for one (tests/nova/test_reserve_dram.py starts one).
+        self.flags(reserve_dram_timeout=0, group='loki')
         super()._setup_services()
 
     def setUp(self):

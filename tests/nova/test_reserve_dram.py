@@ -31,6 +31,10 @@ CONF = conf.CONF
 
 class TestReserveDram(base.LokiTestBase):
 
+    def setUp(self):
+        super().setUp()
+        self.flags(reserve_dram_timeout=30, group='loki')
+
     def _start_agent(self, host, **memtier):
         tmp = pathlib.Path(self.useFixture(fixtures.TempDir()).path)
         (tmp / 'guests').mkdir()

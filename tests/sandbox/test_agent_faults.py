@@ -41,8 +41,10 @@ import time
 
 import numpy as np
 
+from loki_nova.memtier import guest
 from loki_nova.memtier import kernfs
 from loki_nova.memtier import mover
+from loki_nova.memtier.watcher import process
 from loki_nova.memtier.trackers import damon
 from tests import workloads
 from tests.sandbox import INSIDE_ONLY
@@ -106,13 +108,17 @@ def note(history, agent, status, label=''):
 
 
 def wait_mid_move(agent, w, base_mb, step_mb, limit_mb, history,
-                  timeout=240):
+                  timeout=240, within_interval=True):
     """Until the agent is part-way through one interval's demotion of
     ``w``: at least one interval's worth (``step_mb``) is on node1 beyond
     ``base_mb``, the node1 pages grew since the last look, and the
     interval's moves are between an eighth and a half done (each interval
     moves ``step_mb``, or a multiple of it), so that a good part is still
-    to come.  Bounded by ``timeout`` seconds and by ``limit_mb`` moved."""
+    to come.  Without ``within_interval``, any look that sees the
+    demotion under way (grown since the last look, at least ``step_mb``
+    done, more to come) will do: on a quiet machine one interval's share
+    can be moved faster than the looks come.  Bounded by ``timeout``
+    seconds and by ``limit_mb`` moved."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
@@ -121,8 +127,9 @@ def wait_mid_move(agent, w, base_mb, step_mb, limit_mb, history,
         moved = mib(status, 1) - base_mb
         assert moved < limit_mb, ('no look caught the agent mid-move',
                                   history)
-        if last is not None and moved > last and moved >= step_mb and \
-                step_mb / 8 <= moved % step_mb <= step_mb / 2:
+        if last is not None and moved > last and moved >= step_mb and (
+                not within_interval or
+                step_mb / 8 <= moved % step_mb <= step_mb / 2):
             return moved
         assert agent.proc.poll() is None, agent.text()[-3000:]
         assert time.monotonic() < deadline, (history, agent.text()[-3000:])
@@ -300,19 +307,27 @@ def test_guest_killed_mid_move_is_dropped_and_others_go_on(tmp_path):
     agent = AgentProcess(tmp_path, move_rate_mb_per_s=RATE_MB)
     a = b = status = None
     try:
+        # guest-a starts with all of its memory as its floor, so nothing
+        # of it moves until the test lowers the floor below, under its
+        # watch (on a quiet machine the demotion could otherwise be over
+        # before the first look).
         a = start_workload(tmp_path, 'guest-a', PAIR_MB, PAIR_HOT_MB,
-                           PAIR_FLOOR_MB)
-        base = mib(placement(a), 1)
+                           PAIR_MB)
         b = start_workload(tmp_path, 'guest-b', PAIR_MB, PAIR_HOT_MB,
                            PAIR_FLOOR_MB)
         assert missing(placement(b)) == 0
         clock.mark('workloads ready')
         wait_managed(agent, 'guest-a', 'guest-b')
         clock.mark('both tiered (interval %d)' % agent.intervals())
+        base = mib(placement(a), 1)
+        process.register(str(tmp_path / 'guests'), 'guest-a', a.pid,
+                         [(a.start, a.end)],
+                         guest.Policy('static', PAIR_FLOOR_MB))
         # The guests share the cap: RATE_MB / 2 each per interval,
         # guest-a's first (the watcher lists them by name).
         moved = wait_mid_move(agent, a, base, RATE_MB / 2,
-                              PAIR_MB - PAIR_FLOOR_MB - RATE_MB, history)
+                              PAIR_MB - PAIR_FLOOR_MB - RATE_MB, history,
+                              within_interval=False)
         a_pid = a.pid
         killed_at = agent.intervals()
         a.kill()
