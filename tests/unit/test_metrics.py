@@ -29,16 +29,15 @@ import urllib.error
 import urllib.request
 
 import numpy as np
-from oslo_config import cfg
 import pytest
 
-from loki_nova.conf import memtier as memtier_conf
 from loki_nova.memtier import agent as agent_mod
 from loki_nova.memtier import kernfs
 from loki_nova.memtier import metrics
 from loki_nova.memtier import mover
 from loki_nova.memtier import topology
 from loki_nova.memtier.trackers import replay
+from tests.unit.test_agent import make_conf as agent_conf
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures',
                         'kernfs')
@@ -50,17 +49,11 @@ GUEST_MB = 32
 # -- the agent ------------------------------------------------------------
 
 def make_conf(tmp_path, **overrides):
-    settings = dict(dram_reserve_mb=100, watchers='process',
-                    registration_dir=tmp_path / 'guests',
-                    state_dir=tmp_path / 'state', interval=0.5)
+    """test_agent's configuration with a host reserve and a short
+    interval."""
+    settings = dict(dram_reserve_mb=100, interval=0.5)
     settings.update(overrides)
-    path = tmp_path / 'memtier.conf'
-    path.write_text('[memtier]\n' + ''.join(
-        '%s = %s\n' % kv for kv in settings.items()))
-    conf = cfg.ConfigOpts()
-    memtier_conf.register_opts(conf)
-    conf(['--config-file', str(path)], project='loki-nova')
-    return conf.memtier
+    return agent_conf(tmp_path, **settings)
 
 
 def hot_first(g, layout, n):
