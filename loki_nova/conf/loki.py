@@ -54,8 +54,8 @@ loki_opts = [
         min=0.0,
         help='Allocation ratio of the CUSTOM_LOKI_SLOW_MEMORY_MB inventory. '
              'Values above 1.0 overcommit the slow tier, which only swap can '
-             'back; keep 1.0 (the default) unless the host has swap sized '
-             'for it.'),
+             'back; keep 1.0 unless the host has swap sized for it. '
+             'Default 1.0.'),
     cfg.IntOpt(
         'reserve_dram_timeout',
         default=30,

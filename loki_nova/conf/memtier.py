@@ -37,9 +37,10 @@ memtier_opts = [
         default=2048,
         choices=[4, 2048],
         help='Size of the unit the agent tracks and moves, in KiB: 4 (a '
-             'base page) or 2048 (a 2 MiB region, the default). Per-chunk '
-             'state is 4 bytes, so 4 KiB chunks cost 0.1 % of guest memory '
-             'and 2 MiB chunks almost nothing.'),
+             'base page) or 2048 (a 2 MiB region). The agent keeps 20 '
+             'bytes per chunk (4 of classifier state, 16 of address and '
+             'size), so 4 KiB chunks cost 0.5 % of guest memory and 2 MiB '
+             'chunks 10 KiB per GiB. Default 2048.'),
     cfg.IntOpt(
         'move_rate_mb_per_s',
         default=256,
@@ -60,9 +61,10 @@ memtier_opts = [
         default=1,
         min=0,
         max=15,
-        help='How fast heat is forgotten: each interval a chunk keeps heat '
-             '- (heat >> N). 1 halves it every interval (the default); '
-             'larger values remember longer and react more slowly.'),
+        help='How fast heat is forgotten, as a right shift N in bits: each '
+             'interval a chunk keeps heat - (heat >> N). 1 halves it every '
+             'interval; larger values remember longer and react more '
+             'slowly. Default 1.'),
     cfg.IntOpt(
         'heat_per_access',
         default=64,
@@ -77,10 +79,10 @@ memtier_opts = [
         help='A slow-tier chunk displaces a DRAM chunk only when its heat '
              'is higher by more than this, so that chunks of similar heat '
              'do not swap back and forth under sampling noise. In heat '
-             'units; the default 512 is eight sampled accesses at the '
-             'default heat_per_access. In simulation (loki-memtier '
-             'simulate) it cut migrations ninefold against 64 at no loss '
-             'of DRAM hit ratio.'),
+             'units; 512 is eight sampled accesses at the default '
+             'heat_per_access. In simulation (loki-memtier simulate) 512 '
+             'cut migrations ninefold against 64 at no loss of DRAM hit '
+             'ratio. Default 512.'),
     cfg.StrOpt(
         'classifier_backend',
         default='compiled',
@@ -89,7 +91,7 @@ memtier_opts = [
                  ('reference', 'the readable specification, for debugging '
                                'only')],
         help='Which implementation of the hot/cold classifier to run. All '
-             'give identical results.'),
+             'give identical results. Default compiled.'),
     cfg.StrOpt(
         'tracker',
         default='auto',
@@ -119,11 +121,12 @@ memtier_opts = [
         item_type=cfg.types.String(choices=['libvirt', 'process']),
         help='Where the agent finds its guests: libvirt (running domains '
              'with loki metadata) and/or process (registrations in '
-             'registration_dir). Default both.'),
+             'registration_dir). Default libvirt,process (both).'),
     cfg.StrOpt(
         'libvirt_uri',
         default='qemu:///system',
-        help='libvirt connection URI of the libvirt watcher. Default '
+        help='The libvirt connection URI through which the libvirt watcher '
+             'lists running domains and reads their XML. Default '
              'qemu:///system.'),
     cfg.StrOpt(
         'registration_dir',

@@ -21,6 +21,7 @@ import subprocess
 import sys
 
 import pytest
+from oslo_config import cfg
 
 from loki_nova.conf import loki
 from loki_nova.conf import memtier
@@ -48,3 +49,24 @@ def test_config_generator_writes_the_sample(tmp_path, generator_conf, group,
     assert '[%s]' % group in text
     for opt in opts:
         assert re.search(r'^#%s =( |$)' % opt.dest, text, re.M), opt.dest
+
+
+def test_nova_conf_snippet_names_only_real_options(tmp_path):
+    """``etc/nova/nova.conf.d-loki.conf``, its commented examples switched
+    on, loads with the driver's options, and every ``[loki]`` line names
+    one of them with a value it accepts."""
+    snippet = os.path.join(REPO, 'etc/nova/nova.conf.d-loki.conf')
+    text = open(snippet).read()
+    assert re.search(r'^compute_driver = loki\.LokiDriver$', text, re.M)
+    enabled = tmp_path / 'loki.conf'
+    enabled.write_text(re.sub(r'^#(\w+ = )', r'\1', text, flags=re.M))
+    named = re.findall(r'^(\w+) = ', text.split('[loki]', 1)[1].replace(
+        '#', ''), re.M)
+    known = {o.dest for o in loki.loki_opts}
+    assert named and set(named) <= known, set(named) - known
+    conf = cfg.ConfigOpts()
+    loki.register_opts(conf)
+    conf([], default_config_files=[str(enabled)])
+    for name in named:
+        getattr(conf.loki, name)   # raises if the value does not parse
+    assert conf.loki.node_tiers == {'0': '0', '1': '0', '2': '1'}
