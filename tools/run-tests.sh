@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash tools/setup-env.sh
-.venv/bin/python -m flake8 loki_nova nova_shim tests benchmarks setup.py
-shellcheck devstack/plugin.sh devstack/settings tests/fixtures/devstack/functions-stub.sh
+.venv/bin/python -m flake8 loki_nova nova_shim tests benchmarks tools setup.py
+shellcheck devstack/plugin.sh devstack/settings tests/fixtures/devstack/functions-stub.sh \
+    tools/*.sh .ci/run
 .venv/bin/bashate -e 'E*' devstack/plugin.sh devstack/settings tests/fixtures/devstack/functions-stub.sh
 .venv/bin/reno lint
 # Nova picks its concurrency mode once per process, so the tests in Nova's

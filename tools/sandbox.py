@@ -308,16 +308,30 @@ def pick_kernel_package(names):
     return best[1] if best else None
 
 
-def _run_tool(argv, what, cwd=None):
+# Set by the command line: say what a long step is doing on stderr.
+PROGRESS = False
+
+
+def _progress(message):
+    if PROGRESS:
+        print('sandbox: %s' % message, file=sys.stderr, flush=True)
+
+
+def _run_tool(argv, what, cwd=None, show=False):
+    """Run a tool and return its stdout; ``show`` lets its own progress
+    reach stderr when the command line asked for progress."""
+    shown = show and PROGRESS
     try:
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
+        done = subprocess.run(argv, cwd=cwd, text=True,
+                              stdout=sys.stderr if shown else subprocess.PIPE,
+                              stderr=None if shown else subprocess.PIPE,
                               env=dict(os.environ, LC_ALL='C'))
     except FileNotFoundError:
         raise SandboxUnavailable('%s: %s is not installed' % (what, argv[0]))
     if done.returncode != 0:
         raise SandboxError('%s failed (%s, exit %d):\n%s' % (
             what, shlex.join(argv[:1] + argv[-2:]), done.returncode,
-            (done.stderr or done.stdout)[-3000:]))
+            (done.stderr or done.stdout or '(its output is above)')[-3000:]))
     return done.stdout
 
 
@@ -360,6 +374,8 @@ def _fetch_kernel(cache):
     mirror, signed_by = find_debian_mirror()
     write_apt_config(apt_dir, mirror, signed_by)
     options = apt_options(apt_dir)
+    _progress('fetching the sandbox kernel once into %s: the package '
+              'lists of %s %s' % (cache, mirror, SUITE))
     _run_tool(['apt-get', '-q'] + options + ['update'],
               'apt-get update of %s %s' % (mirror, SUITE))
     names = _run_tool(['apt-cache'] + options +
@@ -372,8 +388,12 @@ def _fetch_kernel(cache):
                 KERNEL_SERIES, mirror, SUITE))
     download = tempfile.mkdtemp(prefix='download-', dir=cache)
     try:
+        _progress('downloading %s (about 110 MB)' % package)
+        started = time.monotonic()
         _run_tool(['apt-get', '-q'] + options + ['download', package],
-                  'apt-get download %s' % package, cwd=download)
+                  'apt-get download %s' % package, cwd=download, show=True)
+        _progress('downloaded in %.0f s; unpacking' % (
+            time.monotonic() - started))
         [deb] = glob.glob(os.path.join(download, '*.deb'))
         tree = os.path.join(download, 'tree')
         _run_tool(['dpkg', '-x', deb, tree], 'dpkg -x %s' % deb)
@@ -738,6 +758,8 @@ def ensure_initramfs(cache_dir=None, modules_root=None, busybox=None):
     if not os.path.isfile(path):
         with _locked(cache):
             if not os.path.isfile(path):
+                _progress('building the initramfs (busybox and the '
+                          'kernel modules the sandbox loads)')
                 build_initramfs(path, modules_root, busybox)
                 _prune_initramfs(cache, path)
     with contextlib.suppress(OSError):
@@ -1041,6 +1063,8 @@ def main(argv=None):
                         'temporary directory, removed)')
     runner.add_argument('command', nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    global PROGRESS
+    PROGRESS = True
     try:
         if args.verb == 'fetch':
             vmlinuz, modules_root = ensure_kernel(args.cache)

@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+started=$SECONDS
+say() { echo "setup-env: $* ($((SECONDS - started)) s)" >&2; }
 need_apt=()
 command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
@@ -22,7 +24,8 @@ fi
 # (TCG guests), the sandbox's initramfs
 # (busybox-static, cpio), numactl and RabbitMQ (tests/rabbit.py runs
 # private brokers on loopback; the system's own broker is never started);
-# shellcheck lints the DevStack plugin (tools/run-tests.sh).
+# the DevStack plugin and these scripts are linted with shellcheck
+# (tools/run-tests.sh).
 for pkg in qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev \
         pkg-config busybox-static cpio numactl rabbitmq-server shellcheck; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
@@ -67,8 +70,11 @@ POLICY
 fi
 
 if [ ! -x .venv/bin/python ]; then
+    say "creating the virtualenv .venv"
     "$PYTHON" -m venv .venv
 fi
+say "installing loki-nova and its dependencies (Nova among them) into" \
+    ".venv and building the Cython classifier; a few minutes the first time"
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 .venv/bin/python -m pip install -q -e '.[test]'
 .venv/bin/python -c 'from loki_nova.memtier import classifier; assert classifier.DEFAULT_BACKEND == "compiled", "the Cython classifier did not build"'
@@ -76,6 +82,8 @@ fi
 # The sandbox kernel (bookworm-backports 6.12, ~110 MB, once into
 # ~/.cache/loki-nova/sandbox or $LOKI_SANDBOX_CACHE).  Without it the
 # sandbox tests fail and say why; the rest of the suite still runs.
+say "checking the sandbox kernel (fetched once; its progress follows)"
 "$PYTHON" tools/sandbox.py fetch >/dev/null || echo "setup-env: warning:" \
     "could not fetch the sandbox kernel; sandbox tests will fail" \
     "(LOKI_SANDBOX=skip skips them)" >&2
+say "done"
