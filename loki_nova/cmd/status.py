@@ -148,11 +148,12 @@ def format_status(stats):
                 stats['dram_reserve_mb'])]
     for tier in stats['tiers']:
         name = 'DRAM' if tier['rank'] == 0 else 'slow %d' % tier['rank']
-        free = (' free %s MiB' % _mb(stats['fast_free_mb'])
-                if tier['rank'] == 0 else '')
-        lines.append('  %-7s nodes %-8s %8d MiB%s' % (
+        free = tier.get('free_mb')
+        if free is None and tier['rank'] == 0:
+            free = stats['fast_free_mb']    # an agent older than free_mb
+        lines.append('  %-7s nodes %-8s %8d MiB, free %s MiB' % (
             name, ','.join(map(str, tier['nodes'])), tier['capacity_mb'],
-            free))
+            _mb(free)))
     for r in stats['reservations']:
         lines.append('  reserved %d MiB for %s (%.0f s ago)'
                      % (r['mb'], r['instance_uuid'], r['age_s']))

@@ -605,9 +605,14 @@ class Agent:
 
     def _free_fast_mb(self):
         """MemFree of the fast tier's nodes, as the kernel counts it."""
+        return self._free_mb(self.topology.fast_nodes)
+
+    def _free_mb(self, nodes):
+        """MemFree of ``nodes`` in MiB, as the kernel counts it; None when
+        a node's meminfo cannot be read."""
         total = 0
         try:
-            for node in self.topology.fast_nodes:
+            for node in nodes:
                 text = self.kfs.read_text(
                     '/sys/devices/system/node/node%d/meminfo' % node.id)
                 for line in text.splitlines():
@@ -660,7 +665,8 @@ class Agent:
         for rank in self.topology.ranks:
             nodes = [n for n in self.topology.nodes if n.rank == rank]
             tiers.append({'rank': rank, 'nodes': [n.id for n in nodes],
-                          'capacity_mb': sum(n.total_mb for n in nodes)})
+                          'capacity_mb': sum(n.total_mb for n in nodes),
+                          'free_mb': self._free_mb(nodes)})
         return {
             'tiers': tiers,
             'fast_free_mb': self._free_fast_mb(),
