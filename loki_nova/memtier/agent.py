@@ -184,6 +184,8 @@ class Agent:
         self.topology = topology or topology_mod.discover(
             self.kfs, dict(conf.node_tiers or {}))
         LOG.info('memory tiers: %s', self.topology.describe())
+        for conflict in topology_mod.kernel_tiering_conflicts(self.kfs):
+            LOG.warning('%s', conflict)
         self.watchers = (watchers if watchers is not None
                          else watchers_from_conf(conf, self.kfs))
         self.tracker = tracker or trackers.create(

@@ -198,6 +198,41 @@ def read_kernel_tiers(kfs):
     return tiers
 
 
+NUMA_BALANCING = '/proc/sys/kernel/numa_balancing'
+DEMOTION_ENABLED = '/sys/kernel/mm/numa/demotion_enabled'
+# kernel.numa_balancing is a bit mask; this bit is its memory-tiering
+# mode (Linux 6.0 and later).
+NUMA_BALANCING_MEMORY_TIERING = 2
+
+
+def kernel_tiering_conflicts(kfs):
+    """What the kernel itself does to move pages between tiers, which the
+    agent's budgets would compete with: a list of sentences (empty when
+    it leaves tiering to the agent)."""
+    out = []
+    try:
+        mode = kfs.read_int(NUMA_BALANCING)
+    except (OSError, ValueError):
+        mode = 0
+    if mode & NUMA_BALANCING_MEMORY_TIERING:
+        out.append(
+            'kernel.numa_balancing = %d includes the kernel\'s memory-'
+            'tiering mode (2): the kernel promotes slow-tier pages on its '
+            'own and undoes DRAM budgets; set it to 0 (sysctl -w '
+            'kernel.numa_balancing=0) to leave tiering to the agent' % mode)
+    try:
+        demotion = kfs.read_text(DEMOTION_ENABLED).strip()
+    except (OSError, ValueError):
+        demotion = ''
+    if demotion in ('true', '1', 'Y'):
+        out.append(
+            '%s is true: under memory pressure the kernel demotes DRAM '
+            'pages to the slow tier outside the agent\'s plan (the agent '
+            'promotes the hot ones back); write false there to leave '
+            'tiering to the agent' % DEMOTION_ENABLED)
+    return out
+
+
 def discover(kfs=None, node_tiers=None):
     """Read the topology; ``node_tiers`` ({node: rank}) overrides the
     kernel's tiers.  Raises ``TopologyError`` when there is no slow tier,

@@ -144,3 +144,28 @@ def test_process_start_time_and_maps_of_this_process():
     assert all(m.end > m.start for m in maps)
     with pytest.raises(ProcessLookupError):
         k.process_start_time(2 ** 22 + 12345)
+
+
+@pytest.mark.parametrize('balancing,demotion,want', [
+    (None, None, []),
+    ('0', 'false', []),
+    ('1', 'false', []),
+    ('2', 'false', ['kernel.numa_balancing = 2 includes']),
+    ('3', 'true', ['kernel.numa_balancing = 3 includes',
+                   'demotion_enabled is true']),
+    ('0', 'true', ['demotion_enabled is true']),
+])
+def test_kernel_tiering_that_competes_with_the_agent_is_named(
+        tmp_path, balancing, demotion, want):
+    files = {topology.NUMA_BALANCING: balancing,
+             topology.DEMOTION_ENABLED: demotion}
+    for rel, value in files.items():
+        if value is not None:
+            path = tmp_path / rel.lstrip('/')
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(value + '\n')
+    found = topology.kernel_tiering_conflicts(kernfs.KernelFS(str(tmp_path)))
+    assert len(found) == len(want)
+    for sentence, start in zip(found, want):
+        assert start in sentence
+        assert 'leave tiering to the agent' in sentence
