@@ -58,6 +58,9 @@ from loki_nova.virt import tiers as tiers_mod
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
+# QEMU guests whose RAM is a memfd in the QEMU process: what the agent
+# tiers.  qemu (TCG) is for test rigs; production hosts run kvm.
+TIERED_VIRT_TYPES = ('kvm', 'qemu')
 loki_conf.register_opts(CONF)
 
 #: Memory mode of a tiered guest: cgroup ``cpuset.mems`` only, no
@@ -162,6 +165,14 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
 
     def _discover_tiers(self):
         cells = self._host_cells()
+        if CONF.libvirt.virt_type not in TIERED_VIRT_TYPES:
+            LOG.warning('loki: [libvirt] virt_type is %s; loki tiers only '
+                        '%s guests, so this host is reported untiered and '
+                        'tiered flavors are refused',
+                        CONF.libvirt.virt_type,
+                        ' and '.join(TIERED_VIRT_TYPES))
+            return tiers_mod.untiered(
+                cells, 'virt_type %s' % CONF.libvirt.virt_type)
         if CONF.libvirt.file_backed_memory > 0:
             LOG.warning('loki: [libvirt] file_backed_memory is set; guest '
                         'RAM is a file, not tiered memory, so this host is '

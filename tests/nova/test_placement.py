@@ -50,6 +50,17 @@ class TestPlacement(base.LokiTestBase):
         self.assertNotIn(specs.SLOW_RC, self.inventory('loki1'))
         self.assertNotIn(specs.TRAIT, self.traits('loki1'))
 
+    def test_a_host_not_running_qemu_guests_is_untiered(self):
+        # LXC containers have no QEMU RAM for the agent to tier: the slow
+        # node stays out of Placement, as with the libvirt driver.
+        self.flags(virt_type='lxc', group='libvirt')
+        self.start_loki_compute('lxc1', slow=(2,))
+        driver = self.computes['lxc1'].driver
+        self.assertFalse(driver.host_tiers.tiered)
+        self.assertIn('virt_type lxc', driver.host_tiers.describe())
+        self.assertNotIn(specs.SLOW_RC, self.inventory('lxc1'))
+        self.assertNotIn(specs.TRAIT, self.traits('lxc1'))
+
     def test_flavors_land_and_consume_by_class(self):
         self.start_loki_compute('tiered1', slow=(2,))
         self.start_loki_compute('plain1', slow=())
