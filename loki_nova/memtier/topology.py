@@ -201,7 +201,7 @@ def read_kernel_tiers(kfs):
 NUMA_BALANCING = '/proc/sys/kernel/numa_balancing'
 DEMOTION_ENABLED = '/sys/kernel/mm/numa/demotion_enabled'
 # kernel.numa_balancing is a bit mask; this bit is its memory-tiering
-# mode (Linux 6.0 and later).
+# mode (Linux 5.18 and later).
 NUMA_BALANCING_MEMORY_TIERING = 2
 
 
