@@ -47,6 +47,15 @@ def parse_args(argv, conf=None):
     return conf
 
 
+def _threading_backend():
+    """The agent is plain threads: select oslo.service's threading
+    backend before oslo.messaging (which uses oslo.service's timers)
+    would load its default eventlet one."""
+    from oslo_service import backend
+    if backend.get_backend_type() is None:
+        backend.init_backend(backend.BackendType.THREADING)
+
+
 def main(argv=None):
     conf = parse_args(sys.argv[1:] if argv is None else argv)
     logging.setup(conf, 'loki-memtier-agent')
@@ -99,6 +108,7 @@ def main(argv=None):
              conf.memtier.move_rate_mb_per_s)
     bus = None
     if conf.memtier.rpc_enabled:
+        _threading_backend()
         from loki_nova.memtier import service
         try:
             service.register_opts(conf)

@@ -100,6 +100,9 @@ def test_agent_keeps_the_hot_set_in_dram_and_follows_it(tmp_path):
     assert status == 0, text[-3000:]
     assert 'managing guest e2e' in text
     assert 'serving RPC as' in text
+    # oslo.messaging's timers run on oslo.service's threading backend.
+    assert "Loading backend: threading" in text
+    assert 'Loading backend: eventlet' not in text
     assert 'stopped after' in text
     assert 'Traceback' not in text
     assert kernfs.KernelFS().read_int(
