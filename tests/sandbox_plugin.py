@@ -37,6 +37,7 @@ default 600 plus 60 per test, at most 3600), ``LOKI_SANDBOX_CPUS``
 sandbox tests slower), ``LOKI_SANDBOX_CACHE`` (tools/sandbox.py).
 """
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -136,12 +137,20 @@ class SandboxBatch:
         tool = load_sandbox_tool()
         self.out_dir = tempfile.mkdtemp(prefix='loki-sandbox-pytest-')
         started = time.monotonic()
+        progress = _Progress(self.config, os.path.join(self.out_dir,
+                                                       REPORT_FILE),
+                             len(self.nodeids), started)
+        progress.say('booting the two-tier guest for %d test%s (they run '
+                     'there one after another; each is listed as it ends)'
+                     % (len(self.nodeids),
+                        '' if len(self.nodeids) == 1 else 's'))
         try:
             self.result = tool.run(
                 self.command(), cwd=str(self.config.rootpath),
                 env={REPORT_ENV: '%s/%s' % (tool.GUEST_OUT, REPORT_FILE)},
                 timeout=self.timeout(), out_dir=self.out_dir,
-                keep=[sys.prefix], cpus=int(os.environ.get(CPUS_ENV) or 1))
+                keep=[sys.prefix], cpus=int(os.environ.get(CPUS_ENV) or 1),
+                stream=progress)
         except tool.SandboxError as error:
             self.error = 'the sandbox could not run the tests: %s' % error
         self.wall = time.monotonic() - started
@@ -234,6 +243,61 @@ class SandboxBatch:
                     return 'xfailed', record['wasxfail']
                 return 'skipped', record.get('skip_reason') or 'skipped'
         return 'passed', ''
+
+
+class _Progress:
+    """Given to the sandbox as its output stream: the guest's output is
+    kept in the run's result anyway, so this only looks, whenever output
+    arrives, for tests the inner pytest has finished (its report file is
+    on the writable share) and names each on the terminal, so a batch of
+    many minutes shows it is moving."""
+
+    def __init__(self, config, report_path, total, started):
+        self.config = config
+        self.report_path = report_path
+        self.total = total
+        self.started = started
+        self.offset = 0
+        self.done = 0
+
+    def say(self, text):
+        reporter = self.config.pluginmanager.get_plugin('terminalreporter')
+        capman = self.config.pluginmanager.get_plugin('capturemanager')
+        if reporter is None:
+            return
+        guard = (capman.global_and_fixture_disabled() if capman is not None
+                 else contextlib.nullcontext())
+        with guard:
+            reporter.write_line('sandbox: %s' % text)
+
+    def write(self, data):
+        try:
+            with open(self.report_path) as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except OSError:
+            return len(data)
+        complete = chunk[:chunk.rfind('\n') + 1]
+        self.offset += len(complete.encode())
+        for line in complete.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            ended = record.get('when') == 'call' or (
+                record.get('outcome') != 'passed'
+                and record.get('when') in ('setup', 'collect'))
+            if ended:
+                self.done += 1
+                self.say('[%d/%d] %s %s (%.0f s in, %.0f s since the boot '
+                         'began)' % (self.done, self.total,
+                                     record['outcome'], record['nodeid'],
+                                     record.get('duration') or 0.0,
+                                     time.monotonic() - self.started))
+        return len(data)
+
+    def flush(self):
+        pass
 
 
 class SandboxProxy(pytest.Item):
