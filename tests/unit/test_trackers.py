@@ -88,6 +88,29 @@ def test_idle_page_tracker_needs_frame_numbers(tmp_path):
         t.update({'g': (g, guest.ChunkLayout(g.ranges, 4096))})
 
 
+@pytest.mark.parametrize('cap_eff,available', [
+    ('000001ffffffffff', True),      # root: every capability
+    ('0000000000080002', False),     # CAP_SYS_PTRACE + CAP_DAC_OVERRIDE
+    (None, True),                    # no status file: checked per sample
+])
+def test_idle_page_tracker_is_unavailable_without_cap_sys_admin(
+        tmp_path, cap_eff, available):
+    (tmp_path / idlepage.BITMAP).parent.mkdir(parents=True)
+    (tmp_path / idlepage.BITMAP).write_bytes(b'')
+    if cap_eff is not None:
+        status = tmp_path / idlepage.STATUS
+        status.parent.mkdir(parents=True)
+        status.write_text('Name:\tagent\nCapInh:\t0000000000000000\n'
+                          'CapEff:\t%s\n' % cap_eff)
+    kfs = kernfs.KernelFS(str(tmp_path))
+    if available:
+        assert idlepage.IdlePageTracker(kfs).name == 'idle_page'
+    else:
+        with pytest.raises(trackers.TrackerUnavailable,
+                           match='lacks CAP_SYS_ADMIN'):
+            idlepage.IdlePageTracker(kfs)
+
+
 def test_soft_dirty_counts_from_the_pagemap_bits(tmp_path):
     entries = [pagemap.PRESENT | pagemap.SOFT_DIRTY] * 3 + \
         [pagemap.PRESENT] * 5

@@ -38,6 +38,21 @@ from loki_nova.memtier import trackers
 from loki_nova.memtier.trackers import pagemap
 
 BITMAP = 'sys/kernel/mm/page_idle/bitmap'
+STATUS = 'proc/self/status'
+CAP_SYS_ADMIN = 21
+
+
+def has_cap_sys_admin(kfs):
+    """Whether this process has CAP_SYS_ADMIN in its effective set, per
+    its status file; None when that file cannot be read."""
+    try:
+        text = kfs.read_text(STATUS)
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith('CapEff:'):
+            return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
+    return None
 
 
 class IdlePageTracker(trackers.Tracker):
@@ -49,6 +64,13 @@ class IdlePageTracker(trackers.Tracker):
             raise trackers.TrackerUnavailable(
                 'the kernel has no %s (needs CONFIG_IDLE_PAGE_TRACKING)'
                 % kfs.path(BITMAP))
+        if has_cap_sys_admin(kfs) is False:
+            # Without it pagemap shows no frame numbers, and every sample
+            # would fail.
+            raise trackers.TrackerUnavailable(
+                'the agent lacks CAP_SYS_ADMIN, which reading page frame '
+                'numbers needs (the systemd unit does not grant it; add it '
+                'in a drop-in to use this tracker)')
         self._marked = set()
 
     def _frames(self, guest, layout):
