@@ -125,17 +125,18 @@ def discover(cells, kfs=None, node_tiers=None):
         try:
             kernel = topology.read_kernel_tiers(kfs)
         except kernfs_mod.KernelFSError as exc:
-            LOG.warning('Cannot read the kernel memory tiers (%s); treating '
-                        'the host as untiered', exc)
+            LOG.warning('loki: cannot read the kernel memory tiers (%s); '
+                        'treating the host as untiered', exc)
             kernel = {}
         kernel = {n: t for n, t in kernel.items() if n in ids}
         order = sorted(set(kernel.values()))
         if len(order) < 2 or set(kernel) != ids:
             if any(not c.cpus for c in cells):
                 LOG.warning(
-                    'This host has a NUMA node without CPUs (%s) but the '
-                    'kernel memory tiers (%s) do not rank it below DRAM, so '
-                    'loki treats the host as untiered. If that node is '
+                    'loki: this host has a NUMA node without CPUs (%s) but '
+                    'the kernel memory tiers (%s) do not rank it below '
+                    'DRAM, so loki treats the host as untiered. If that '
+                    'node is '
                     'PMem or CXL memory, set [loki] node_tiers.',
                     seen, ', '.join('node%d: memory_tier%d' % kv
                                     for kv in sorted(kernel.items()))
