@@ -31,6 +31,7 @@ import glob
 import json
 import mmap
 import os
+import re
 import stat
 import struct
 import subprocess
@@ -667,9 +668,12 @@ def _fake_inner_run(calls, error=None, hang_in=None):
     """A stand-in for sandbox.run() that acts out an inner pytest run.
 
     With *hang_in*, the run times out in that test: those before it have
-    results, it has only its setup, those after it have none.
+    results, it has only its setup, those after it have none.  Like the
+    real run, it hands the guest's output to *stream* as it arrives; here
+    a line of output follows each report line the inner pytest writes.
     """
-    def run(command, *, cwd, env, timeout, out_dir, keep=(), cpus=1):
+    def run(command, *, cwd, env, timeout, out_dir, keep=(), cpus=1,
+            stream=None):
         nodeids = command[command.index('--') + 1:]
         calls.append(nodeids)
         if error:
@@ -699,7 +703,12 @@ def _fake_inner_run(calls, error=None, hang_in=None):
             lines.append(dict(base, when='teardown', outcome='passed'))
         path = os.path.join(out_dir, sandbox_plugin.REPORT_FILE)
         with open(path, 'w') as fh:
-            fh.writelines(json.dumps(line) + '\n' for line in lines)
+            for line in lines:
+                fh.write(json.dumps(line) + '\n')
+                fh.flush()
+                if stream is not None:
+                    stream.write(b'guest output\n')
+                    stream.flush()
         if hang_in:
             raise sandbox.SandboxTimeout('did not finish within 60s')
         return sandbox.Result(1, 'inner output\n== 1 failed, 4 passed, '
@@ -739,6 +748,16 @@ def test_plugin_batches_and_reports_each_test(plugin_pytester, monkeypatch):
     assert 'sandbox: one boot for 6 tests' in text
     assert 'sandbox: inner pytest: 1 failed, 4 passed, 1 skipped in ' \
         '12.3s' in text
+    # Progress while the batch runs: each test named as it ends, counted
+    # against the batch (test_no_result never ends, so 5 of 6).
+    assert 'sandbox: booting the two-tier guest for 6 tests' in text
+    progress = re.findall(r'sandbox: \[(\d)/6\] (\w+) (\S+)', text)
+    assert progress == [
+        ('1', 'passed', 'test_things.py::test_passes'),
+        ('2', 'failed', 'test_things.py::test_fails'),
+        ('3', 'skipped', 'test_things.py::test_skipped_inside'),
+        ('4', 'passed', 'test_things.py::test_param[1]'),
+        ('5', 'passed', 'test_things.py::test_param[2]')]
 
 
 def test_plugin_boots_only_for_the_selected_subset(plugin_pytester,
