@@ -47,15 +47,6 @@ def parse_args(argv, conf=None):
     return conf
 
 
-def _threading_backend():
-    """The agent is plain threads: select oslo.service's threading
-    backend before oslo.messaging (which uses oslo.service's timers)
-    would load its default eventlet one."""
-    from oslo_service import backend
-    if backend.get_backend_type() is None:
-        backend.init_backend(backend.BackendType.THREADING)
-
-
 def main(argv=None):
     conf = parse_args(sys.argv[1:] if argv is None else argv)
     logging.setup(conf, 'loki-memtier-agent')
@@ -108,14 +99,19 @@ def main(argv=None):
              conf.memtier.move_rate_mb_per_s)
     bus = None
     if conf.memtier.rpc_enabled:
-        _threading_backend()
-        from loki_nova.memtier import service
+        from loki_nova.memtier import backend
         try:
+            # Before oslo.messaging is imported (see backend).
+            backend.use_threading()
+            from loki_nova.memtier import service
             service.register_opts(conf)
             bus = service.AgentMessaging(conf, agent)
+        except backend.BackendUnavailable as exc:
+            failure = str(exc)
         except Exception as exc:
-            LOG.error('cannot start: the message bus settings are not '
-                      'usable: %s', exc)
+            failure = 'the message bus settings are not usable: %s' % exc
+        if bus is None:
+            LOG.error('cannot start: %s', failure)
             agent.close()
             if exporter is not None:
                 exporter.close()

@@ -377,6 +377,8 @@ def run(schedule, specs=GUESTS, json_path=None, out=None, workdir=None):
             stack.callback(w.close)
             workloads[spec.name] = w
 
+        from loki_nova.memtier import backend
+        backend.use_threading()     # as the agent's service does
         import oslo_messaging as messaging
 
         from loki_nova.memtier import agent as agent_mod
