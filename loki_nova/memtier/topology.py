@@ -200,8 +200,9 @@ def read_kernel_tiers(kfs):
 
 NUMA_BALANCING = '/proc/sys/kernel/numa_balancing'
 DEMOTION_ENABLED = '/sys/kernel/mm/numa/demotion_enabled'
-# kernel.numa_balancing is a bit mask; this bit is its memory-tiering
-# mode (Linux 5.18 and later).
+# kernel.numa_balancing is a bit mask: 1 is the classic NUMA balancing,
+# 2 its memory-tiering mode (Linux 5.18 and later).
+NUMA_BALANCING_NORMAL = 1
 NUMA_BALANCING_MEMORY_TIERING = 2
 
 
@@ -219,6 +220,13 @@ def kernel_tiering_conflicts(kfs):
             'kernel.numa_balancing = %d includes the kernel\'s memory-'
             'tiering mode (2): the kernel promotes slow-tier pages on its '
             'own and undoes DRAM budgets; set it to 0 (sysctl -w '
+            'kernel.numa_balancing=0) to leave tiering to the agent' % mode)
+    elif mode & NUMA_BALANCING_NORMAL:
+        out.append(
+            'kernel.numa_balancing = %d: NUMA balancing moves the pages a '
+            'task touches to the node of the CPU it runs on, and every CPU '
+            'is on a DRAM node, so it promotes the slow-tier pages guests '
+            'touch past their DRAM budgets; set it to 0 (sysctl -w '
             'kernel.numa_balancing=0) to leave tiering to the agent' % mode)
     try:
         demotion = kfs.read_text(DEMOTION_ENABLED).strip()

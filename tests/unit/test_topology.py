@@ -149,7 +149,7 @@ def test_process_start_time_and_maps_of_this_process():
 @pytest.mark.parametrize('balancing,demotion,want', [
     (None, None, []),
     ('0', 'false', []),
-    ('1', 'false', []),
+    ('1', 'false', ['kernel.numa_balancing = 1: NUMA balancing']),
     ('2', 'false', ['kernel.numa_balancing = 2 includes']),
     ('3', 'true', ['kernel.numa_balancing = 3 includes',
                    'demotion_enabled is true']),
