@@ -16,10 +16,11 @@
 process, for tests of the RPC API and the usage notifications.
 
 This machine has one NUMA node and no usable access tracker, so the
-agent's topology comes from the ``two_tier`` fixture tree (fast tier 1024
-MiB), its samples are replayed, and its mover runs in query mode (a query
-stands in for a move that worked); guests are real workload processes
-found by the process watcher.
+agent's topology and its view of /sys come from the ``two_tier`` fixture
+tree (fast tier 1024 MiB, 768 MiB free on each node), its samples are
+replayed, and its mover runs in query mode (a query stands in for a move
+that worked); guests are real workload processes found by the process
+watcher in the machine's /proc.
 """
 
 import os
@@ -42,8 +43,9 @@ from loki_nova.memtier.trackers import replay
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures',
                         'kernfs')
 HOST = 'compute-7'
-# The fixture's fast tier has 1024 MiB.
+# The fixture's fast tier has 1024 MiB, and each node 768 MiB free.
 FAST_MB = 1024
+NODE_FREE_MB = 768
 
 
 def make_conf(tmp_path, notifications=False, url='fake:/', host=HOST,
@@ -67,6 +69,21 @@ def make_conf(tmp_path, notifications=False, url='fake:/', host=HOST,
     return conf
 
 
+class FixtureSysFS(kernfs.KernelFS):
+    """The machine's /proc, where the workload guests really run, with the
+    fixture tree's /sys: a stand-in for the sysfs of a host with a slow
+    NUMA node, which this machine does not have."""
+
+    def __init__(self, fixture_root):
+        super().__init__('/')
+        self.fixture = kernfs.KernelFS(fixture_root)
+
+    def path(self, rel):
+        if rel.lstrip('/').startswith('sys/'):
+            return self.fixture.path(rel)
+        return super().path(rel)
+
+
 def all_hot(g, layout, n):
     return np.full(len(layout), 20, np.uint8)
 
@@ -77,15 +94,17 @@ class Running:
 
     def __init__(self, conf, source=all_hot, fixture_kfs=False,
                  agent=None):
-        """``fixture_kfs``: read /proc and /sys from the fixture tree too
-        (for an agent without process guests where reading the machine's
-        own /sys is not allowed, as in Nova's harness).  ``agent``: run
-        this agent instead (on a real two-tier kernel, an agent built from
-        the configuration alone)."""
+        """``fixture_kfs``: read /proc from the fixture tree too, not only
+        /sys (for an agent without process guests where reading the
+        machine's own /proc is not allowed, as in Nova's harness).
+        ``agent``: run this agent instead (on a real two-tier kernel, an
+        agent built from the configuration alone)."""
         if agent is None:
-            fixture = kernfs.KernelFS(os.path.join(FIXTURES, 'two_tier'))
+            root = os.path.join(FIXTURES, 'two_tier')
+            fixture = kernfs.KernelFS(root)
             agent = agent_mod.Agent(
-                conf.memtier, kfs=fixture if fixture_kfs else None,
+                conf.memtier,
+                kfs=fixture if fixture_kfs else FixtureSysFS(root),
                 topology=topology.discover(fixture),
                 tracker=replay.ReplayTracker(source),
                 mover=mover.Mover(mover.RateLimiter(1 << 30),
