@@ -612,7 +612,7 @@ class Agent:
     def _free_mb(self, nodes):
         """MemFree of ``nodes`` in MiB, as the kernel counts it; None when
         a node's meminfo cannot be read."""
-        total = 0
+        total_kb = 0
         try:
             for node in nodes:
                 text = self.kfs.read_text(
@@ -620,10 +620,10 @@ class Agent:
                 for line in text.splitlines():
                     parts = line.split()
                     if len(parts) >= 4 and parts[2] == 'MemFree:':
-                        total += int(parts[3]) // 1024
+                        total_kb += int(parts[3])
         except (OSError, ValueError, kernfs_mod.KernelFSError):
             return None
-        return total
+        return total_kb // 1024
 
     def guest_stats(self, instance_uuid):
         from loki_nova.memtier import rpc

@@ -54,11 +54,16 @@ def test_help_is_sentences_with_unit_and_default(group, opt):
     assert text[:1].isupper(), '%s: help starts mid-sentence' % where
     assert text.endswith('.'), '%s: help does not end a sentence' % where
     assert len(text.split()) >= 8, '%s: help too short: %r' % (where, text)
-    default = re.search(r'Default\b[^.]*\.|[Ee]mpty \(the default\)[^.]*',
-                        text)
+    # The sentence that states the default ("Default 1.0." keeps its
+    # decimal point), and the default in it as a whole word: "Default 10"
+    # does not state a default of 1.
+    default = re.search(r'Default\b(?:[^.]|\.(?=\d))*\.'
+                        r'|[Ee]mpty \(the default\)[^.]*', text)
     assert default, '%s: help does not state the default' % where
     stated = default.group(0)
-    assert any(w in stated for w in _default_words(opt)), (
+    assert any(re.search(r'(?<![\w.])%s(?![\w]|\.\d)' % re.escape(w),
+                         stated)
+               for w in _default_words(opt)), (
         '%s: default %r not in %r' % (where, opt.default, stated))
     if isinstance(opt, (cfg.IntOpt, cfg.FloatOpt)):
         assert any(u.lower() in text.lower() for u in UNITS), (
