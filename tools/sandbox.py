@@ -390,7 +390,9 @@ def _fetch_kernel(cache):
     try:
         _progress('downloading %s (about 110 MB)' % package)
         started = time.monotonic()
-        _run_tool(['apt-get', '-q'] + options + ['download', package],
+        # No -q: on a terminal apt shows its download progress (it goes
+        # quiet by itself when its output is not a terminal).
+        _run_tool(['apt-get'] + options + ['download', package],
                   'apt-get download %s' % package, cwd=download, show=True)
         _progress('downloaded in %.0f s; unpacking' % (
             time.monotonic() - started))
