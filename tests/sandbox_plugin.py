@@ -153,6 +153,8 @@ class SandboxBatch:
                 stream=progress)
         except tool.SandboxError as error:
             self.error = 'the sandbox could not run the tests: %s' % error
+        # Tests that ended after the guest's last output.
+        progress.write(b'')
         self.wall = time.monotonic() - started
         self._read_records()
 

@@ -670,7 +670,8 @@ def _fake_inner_run(calls, error=None, hang_in=None):
     With *hang_in*, the run times out in that test: those before it have
     results, it has only its setup, those after it have none.  Like the
     real run, it hands the guest's output to *stream* as it arrives; here
-    a line of output follows each report line the inner pytest writes.
+    a line of output comes as each test starts, so the last test's report
+    lines come after the last output.
     """
     def run(command, *, cwd, env, timeout, out_dir, keep=(), cpus=1,
             stream=None):
@@ -704,11 +705,11 @@ def _fake_inner_run(calls, error=None, hang_in=None):
         path = os.path.join(out_dir, sandbox_plugin.REPORT_FILE)
         with open(path, 'w') as fh:
             for line in lines:
-                fh.write(json.dumps(line) + '\n')
-                fh.flush()
-                if stream is not None:
+                if stream is not None and line['when'] == 'setup':
                     stream.write(b'guest output\n')
                     stream.flush()
+                fh.write(json.dumps(line) + '\n')
+                fh.flush()
         if hang_in:
             raise sandbox.SandboxTimeout('did not finish within 60s')
         return sandbox.Result(1, 'inner output\n== 1 failed, 4 passed, '
