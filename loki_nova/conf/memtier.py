@@ -78,7 +78,9 @@ memtier_opts = [
         min=0,
         help='A slow-tier chunk displaces a DRAM chunk only when its heat '
              'is higher by more than this, so that chunks of similar heat '
-             'do not swap back and forth under sampling noise. In heat '
+             'do not swap back and forth under sampling noise; a DRAM '
+             'chunk with no heat left at all gives way to any slow-tier '
+             'chunk with heat. In heat '
              'units; 512 is eight sampled accesses at the default '
              'heat_per_access. In simulation (loki-memtier simulate) 512 '
              'cut migrations ninefold against 64 at no loss of DRAM hit '

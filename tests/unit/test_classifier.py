@@ -154,6 +154,35 @@ def test_result_fields_on_a_small_case():
     assert result.threshold == 451
 
 
+@pytest.mark.parametrize('backend', ['compiled', 'vectorized', 'reference'])
+def test_a_cold_dram_chunk_gives_way_to_a_warm_one_below_the_hysteresis(
+        backend):
+    """The demo's static guest: budget full, two steadily warm chunks
+    (heat ~300: sparse samples under TCG) in the slow tier and DRAM chunks
+    that are never touched.  The gap stays below the hysteresis (512), yet
+    the cold DRAM chunks must give way; a DRAM chunk with any heat left is
+    still protected by the hysteresis."""
+    tier = np.array([0, 0, 1, 1, 0, 0], dtype=np.uint8)
+    heat = np.array([300, 300, 300, 290, 0, 5], dtype=np.uint16)
+    access = np.zeros(6, dtype=np.uint8)
+    # decay_shift 15: the heat stays as given (300 >> 15 is 0).
+    params = classifier.ClassifierParams(decay_shift=15, hysteresis=512,
+                                         fill_min=1)
+    result = classifier.classify(access, tier, heat, budget=4, move_cap=10,
+                                 params=params, backend=backend)
+    # Chunk 2 swaps with cold chunk 4; chunk 3 (290) does not displace
+    # chunk 5 (heat 5): 290 is not above 5 + 512.
+    np.testing.assert_array_equal(result.promote, [2])
+    np.testing.assert_array_equal(result.demote, [4])
+    # A slow chunk below fill_min does not displace even a cold one.
+    params = classifier.ClassifierParams(decay_shift=15, hysteresis=512,
+                                         fill_min=301)
+    heat = np.array([300, 300, 300, 290, 0, 5], dtype=np.uint16)
+    result = classifier.classify(access, tier, heat, budget=4, move_cap=10,
+                                 params=params, backend=backend)
+    assert len(result.promote) == 0 and len(result.demote) == 0
+
+
 @hypothesis.settings(max_examples=300, deadline=None)
 @hypothesis.given(case=intervals())
 def test_plan_properties(case):

@@ -44,7 +44,8 @@ class ClassifierParams:
         (1 halves it; 0 forgets everything each interval). 0-15.
     :param access_weight: heat added per sampled access. 0-65535.
     :param hysteresis: a slow chunk displaces a fast one only when it is
-        hotter by more than this many heat units. >= 0.
+        hotter by more than this many heat units, or when the fast one has
+        no heat left and the slow one at least ``fill_min``. >= 0.
     :param fill_min: the least heat a slow chunk needs to be promoted into
         free budget. >= 1.
     """

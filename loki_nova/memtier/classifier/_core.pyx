@@ -120,9 +120,11 @@ cdef int64_t _skip_up(const int64_t *hist, int64_t *level, int64_t *left,
 
 cdef int64_t _count_swaps(const int64_t *slow, const int64_t *fast,
                           int64_t fills, int64_t forced, int64_t limit,
-                          int64_t hysteresis) noexcept nogil:
+                          int64_t hysteresis,
+                          int64_t fill_min) noexcept nogil:
     """Pairs (next hottest slow, next coldest fast) with a heat gap above
-    the hysteresis, walking both histograms in step."""
+    the hysteresis, or with a fast chunk gone cold (heat 0) and a slow one
+    of at least ``fill_min``, walking both histograms in step."""
     cdef int64_t s_level = HEAT_MAX, s_left = slow[HEAT_MAX]
     cdef int64_t f_level = 0, f_left = fast[0]
     cdef int64_t swaps = 0, take
@@ -135,7 +137,10 @@ cdef int64_t _count_swaps(const int64_t *slow, const int64_t *fast,
         while f_left == 0 and f_level < HEAT_MAX:
             f_level += 1
             f_left = fast[f_level]
-        if s_left == 0 or f_left == 0 or s_level <= f_level + hysteresis:
+        if s_left == 0 or f_left == 0:
+            break
+        if s_level <= f_level + hysteresis and not (
+                f_level == 0 and s_level >= fill_min):
             break
         take = _min(_min(s_left, f_left), limit - swaps)
         swaps += take
@@ -344,7 +349,7 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
                              fast_chunks - forced)
                 if limit > 0:
                     swaps = _count_swaps(slow, fast, fills, forced, limit,
-                                         hysteresis)
+                                         hysteresis, fill_min)
             promote_count = fills + swaps
             demote_count = forced + swaps
             if promote_count:

@@ -34,7 +34,12 @@ One call handles one guest for one interval:
       at least ``fill_min``;
    c. swaps (only once the budget is full): the next hottest slow chunk
       trades places with the next coldest fast chunk while the slow one is
-      hotter by more than ``hysteresis``.  Each swap costs two moves.
+      hotter by more than ``hysteresis`` -- or while the fast one has no
+      heat left at all and the slow one has at least ``fill_min``: a DRAM
+      chunk that has gone entirely cold holds budget like a free one, so
+      that a steadily warm chunk is not kept out of DRAM by one that is
+      never used (sparse samples may never build a gap of ``hysteresis``).
+      Each swap costs two moves.
 
    Ties in heat are broken by chunk index (lower first), so the result is a
    pure function of the inputs.
@@ -46,6 +51,12 @@ resident (it is neither counted nor moved); every other value is a slow tier.
 import numpy as np
 
 from loki_nova.memtier.classifier import _common
+
+
+def _worth_swapping(slow_heat, fast_heat, hysteresis, fill_min):
+    """Step 4c's test for one pair (slow chunk, fast chunk)."""
+    return (slow_heat > fast_heat + hysteresis
+            or (fast_heat == 0 and slow_heat >= fill_min))
 
 
 def select_moves(heat, tier, budget, move_cap, hysteresis, fill_min):
@@ -75,8 +86,9 @@ def select_moves(heat, tier, budget, move_cap, hysteresis, fill_min):
         while (2 * (swaps + 1) <= cap_left
                and fills + swaps < len(slow)
                and forced + swaps < len(fast)
-               and heat64[slow[fills + swaps]]
-               > heat64[fast[forced + swaps]] + hysteresis):
+               and _worth_swapping(heat64[slow[fills + swaps]],
+                                   heat64[fast[forced + swaps]],
+                                   hysteresis, fill_min)):
             swaps += 1
     return slow[:fills + swaps].copy(), fast[:forced + swaps].copy()
 

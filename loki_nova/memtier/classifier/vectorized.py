@@ -44,8 +44,10 @@ def _nth_coldest(at_or_below, n):
     return int(np.searchsorted(at_or_below, n, side='left'))
 
 
-def _count_swaps(slow_above, fast_below, fills, forced, limit, hysteresis):
-    """Largest k <= limit with p_(fills+k) > d_(forced+k) + hysteresis.
+def _count_swaps(slow_above, fast_below, fills, forced, limit, hysteresis,
+                 fill_min):
+    """Largest k <= limit with p_(fills+k) > d_(forced+k) + hysteresis, or
+    d_(forced+k) = 0 and p_(fills+k) >= fill_min.
 
     p is non-increasing and d non-decreasing in k, so the predicate holds
     for a prefix of k and a binary search finds its end.
@@ -53,8 +55,9 @@ def _count_swaps(slow_above, fast_below, fills, forced, limit, hysteresis):
     low, high = 0, limit
     while low < high:
         mid = (low + high + 1) // 2
-        if (_nth_hottest(slow_above, fills + mid)
-                > _nth_coldest(fast_below, forced + mid) + hysteresis):
+        p = _nth_hottest(slow_above, fills + mid)
+        d = _nth_coldest(fast_below, forced + mid)
+        if p > d + hysteresis or (d == 0 and p >= fill_min):
             low = mid
         else:
             high = mid - 1
@@ -105,7 +108,8 @@ def classify(access, tier, heat, budget, move_cap, params):
     if fast_chunks - forced + fills >= budget:
         limit = min(cap_left // 2, slow_chunks - fills, fast_chunks - forced)
         swaps = _count_swaps(slow_above, fast_below, fills, forced,
-                             max(limit, 0), params.hysteresis)
+                             max(limit, 0), params.hysteresis,
+                             params.fill_min)
 
     promote_count = fills + swaps
     demote_count = forced + swaps
