@@ -227,6 +227,36 @@ def test_moves_that_do_not_pay_are_throttled_and_recover():
     assert (tier[200:232] == classifier.TIER_FAST).all()
 
 
+def test_a_throttled_guest_with_a_small_cap_still_probes_and_recovers():
+    """The demo's case: 2 MiB chunks, a cap of a few chunks per interval
+    (the host's rate shared by its guests), moves judged not to pay and
+    the allowance at its floor (1/64): the scaled cap rounds to zero
+    chunks, yet the guest must still try a swap now and then, and return
+    to its full allowance when the swap pays."""
+    n = 24
+    guest = planner.GuestPlanner(n, 2 * MiB)
+    guest.move_scale = planner.MIN_MOVE_SCALE
+    tier = np.full(n, classifier.TIER_SLOW, dtype=np.uint8)
+    tier[16:] = classifier.TIER_FAST         # 8 never-touched DRAM chunks
+    hot = np.zeros(n, dtype=np.uint8)
+    hot[:6] = 3                               # a steadily warm hot set
+    rate = 8 * 2 * MiB                        # 8 chunks per 1 s interval
+    moved_at = []
+    for interval in range(1, 60):
+        plan = guest.plan(hot, tier, 16, rate, 1.0)
+        planner.apply_plan(tier, plan)
+        if plan.moves:
+            moved_at.append(interval)
+        if guest.move_scale == 1.0:
+            break
+    # 8 / 64 of a chunk an interval: the first swap after 16 intervals.
+    assert moved_at and moved_at[0] == 16, moved_at
+    assert guest.move_scale == 1.0
+    for _ in range(3):
+        planner.apply_plan(tier, guest.plan(hot, tier, 16, rate, 1.0))
+    assert (tier[:6] == classifier.TIER_FAST).all()
+
+
 def test_throttling_never_delays_a_budget_cut():
     n = 128
     guest = planner.GuestPlanner(n, 4096)

@@ -87,6 +87,8 @@ class GuestPlanner:
         # at the configured rate.
         self._carry_bytes = 0.0
         self.move_scale = 1.0
+        # Chunks of throttled allowance saved up towards the next probe.
+        self._probe_chunks = 0.0
         self._last_promoted = self._last_demoted = None
 
     def budget_chunks(self, budget_mb):
@@ -120,6 +122,18 @@ class GuestPlanner:
                       'demoted %.2f): move allowance now %.3f of the cap',
                       promoted_rate, demoted_rate, self.move_scale)
 
+    def _probe(self, cap):
+        """Moves a throttled guest may make this interval: its scaled share
+        of ``cap``, saved up across intervals until it reaches a swap (two
+        moves), so that a small cap scaled down still probes now and then
+        instead of rounding to no moves at all, ever."""
+        self._probe_chunks += cap * self.move_scale
+        if self._probe_chunks < 2:
+            return 0
+        probe = int(self._probe_chunks)
+        self._probe_chunks -= probe
+        return probe
+
     def plan(self, access, tier, budget_mb, move_bytes_per_s, interval_s):
         """Classify one interval's samples and return the ``MovePlan``."""
         budget = self.budget_chunks(budget_mb)
@@ -128,7 +142,9 @@ class GuestPlanner:
         if self.move_scale < 1.0:
             forced = int(np.count_nonzero(tier == classifier.TIER_FAST)) \
                 - budget
-            cap = min(cap, max(forced, int(cap * self.move_scale)))
+            cap = min(cap, max(forced, self._probe(cap)))
+        else:
+            self._probe_chunks = 0.0
         result = classifier.classify(access, tier, self.heat, budget, cap,
                                      self.params, backend=self.backend)
         self._last_promoted, self._last_demoted = (result.promote,
