@@ -24,6 +24,7 @@ import pytest
 
 from loki_nova.memtier import classifier
 from loki_nova.memtier.classifier import _core
+from loki_nova.memtier.classifier import reference
 from loki_nova.memtier.policy import planner
 
 FAST, ABSENT = classifier.TIER_FAST, classifier.TIER_ABSENT
@@ -155,32 +156,38 @@ def test_result_fields_on_a_small_case():
 
 
 @pytest.mark.parametrize('backend', ['compiled', 'vectorized', 'reference'])
-def test_a_cold_dram_chunk_gives_way_to_a_warm_one_below_the_hysteresis(
-        backend):
-    """The demo's static guest: budget full, two steadily warm chunks
-    (heat ~300: sparse samples under TCG) in the slow tier and DRAM chunks
-    that are never touched.  The gap stays below the hysteresis (512), yet
-    the cold DRAM chunks must give way; a DRAM chunk with any heat left is
-    still protected by the hysteresis."""
-    tier = np.array([0, 0, 1, 1, 0, 0], dtype=np.uint8)
-    heat = np.array([300, 300, 300, 290, 0, 5], dtype=np.uint16)
-    access = np.zeros(6, dtype=np.uint8)
-    # decay_shift 15: the heat stays as given (300 >> 15 is 0).
-    params = classifier.ClassifierParams(decay_shift=15, hysteresis=512,
+def test_a_cold_dram_chunk_gives_way_below_the_hysteresis(backend):
+    """The demo's guests: budget full, steadily warm chunks (heat ~300:
+    sparse samples under TCG) in the slow tier and DRAM chunks no longer
+    used (heat 0, or 1, where halving leaves a chunk touched long ago).
+    The gap stays below the hysteresis (512), yet the cold DRAM chunks
+    give way; a DRAM chunk with more heat (here 2, above the cold level
+    of 2 ** decay_shift) is still protected by the hysteresis."""
+    tier = np.array([0, 0, 1, 1, 1, 0, 0, 0], dtype=np.uint8)
+    access = np.zeros(8, dtype=np.uint8)
+    params = classifier.ClassifierParams(decay_shift=1, hysteresis=512,
                                          fill_min=1)
-    result = classifier.classify(access, tier, heat, budget=4, move_cap=10,
+    assert reference.cold_below(params) == 2
+    # One interval without access halves the heat (0 and 1 stay).
+    heat = np.array([600, 600, 600, 580, 560, 0, 1, 4], dtype=np.uint16)
+    result = classifier.classify(access, tier, heat, budget=5, move_cap=10,
                                  params=params, backend=backend)
-    # Chunk 2 swaps with cold chunk 4; chunk 3 (290) does not displace
-    # chunk 5 (heat 5): 290 is not above 5 + 512.
-    np.testing.assert_array_equal(result.promote, [2])
-    np.testing.assert_array_equal(result.demote, [4])
-    # A slow chunk below fill_min does not displace even a cold one.
-    params = classifier.ClassifierParams(decay_shift=15, hysteresis=512,
-                                         fill_min=301)
-    heat = np.array([300, 300, 300, 290, 0, 5], dtype=np.uint16)
-    result = classifier.classify(access, tier, heat, budget=4, move_cap=10,
+    np.testing.assert_array_equal(heat, [300, 300, 300, 290, 280, 0, 1, 2])
+    # 300 and 290 swap with 0 and 1; 280 does not displace 2.
+    np.testing.assert_array_equal(result.promote, [2, 3])
+    np.testing.assert_array_equal(result.demote, [5, 6])
+    # A cold DRAM chunk does not give way to a slow chunk that is no
+    # hotter, or below fill_min.
+    heat = np.array([600, 600, 1, 1, 1, 1, 1, 1], dtype=np.uint16)
+    result = classifier.classify(access, tier, heat, budget=5, move_cap=10,
                                  params=params, backend=backend)
-    assert len(result.promote) == 0 and len(result.demote) == 0
+    assert len(result.promote) == len(result.demote) == 0
+    params = classifier.ClassifierParams(decay_shift=1, hysteresis=512,
+                                         fill_min=400)
+    heat = np.array([600, 600, 600, 580, 560, 0, 1, 4], dtype=np.uint16)
+    result = classifier.classify(access, tier, heat, budget=5, move_cap=10,
+                                 params=params, backend=backend)
+    assert len(result.promote) == len(result.demote) == 0
 
 
 @hypothesis.settings(max_examples=300, deadline=None)

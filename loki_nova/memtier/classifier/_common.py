@@ -45,7 +45,8 @@ class ClassifierParams:
     :param access_weight: heat added per sampled access. 0-65535.
     :param hysteresis: a slow chunk displaces a fast one only when it is
         hotter by more than this many heat units, or when the fast one has
-        no heat left and the slow one at least ``fill_min``. >= 0.
+        gone cold (less heat than one sampled access, and than the decay
+        can lower). >= 0.
     :param fill_min: the least heat a slow chunk needs to be promoted into
         free budget. >= 1.
     """

@@ -120,11 +120,12 @@ cdef int64_t _skip_up(const int64_t *hist, int64_t *level, int64_t *left,
 
 cdef int64_t _count_swaps(const int64_t *slow, const int64_t *fast,
                           int64_t fills, int64_t forced, int64_t limit,
-                          int64_t hysteresis,
-                          int64_t fill_min) noexcept nogil:
+                          int64_t hysteresis, int64_t fill_min,
+                          int64_t cold) noexcept nogil:
     """Pairs (next hottest slow, next coldest fast) with a heat gap above
-    the hysteresis, or with a fast chunk gone cold (heat 0) and a slow one
-    of at least ``fill_min``, walking both histograms in step."""
+    the hysteresis, or with a cold fast chunk (heat below ``cold``) and a
+    hotter slow one of at least ``fill_min``, walking both histograms in
+    step."""
     cdef int64_t s_level = HEAT_MAX, s_left = slow[HEAT_MAX]
     cdef int64_t f_level = 0, f_left = fast[0]
     cdef int64_t swaps = 0, take
@@ -140,7 +141,8 @@ cdef int64_t _count_swaps(const int64_t *slow, const int64_t *fast,
         if s_left == 0 or f_left == 0:
             break
         if s_level <= f_level + hysteresis and not (
-                f_level == 0 and s_level >= fill_min):
+                f_level < cold and s_level > f_level
+                and s_level >= fill_min):
             break
         take = _min(_min(s_left, f_left), limit - swaps)
         swaps += take
@@ -237,6 +239,8 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
     cdef uint32_t weight = params.access_weight
     cdef int64_t hysteresis = min(params.hysteresis, HEAT_MAX)
     cdef int64_t fill_min = min(params.fill_min, LEVELS)
+    # A DRAM chunk below this heat is cold (reference.cold_below).
+    cdef int64_t cold = min(1 << decay_shift, <int64_t>weight)
     cdef int64_t n = heat.shape[0]
     cdef int64_t blocks = (n + LOKI_BLOCK - 1) // LOKI_BLOCK
     cdef int parts = <int>max(1, min(threads, LOKI_MAX_THREADS, blocks))
@@ -349,7 +353,7 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
                              fast_chunks - forced)
                 if limit > 0:
                     swaps = _count_swaps(slow, fast, fills, forced, limit,
-                                         hysteresis, fill_min)
+                                         hysteresis, fill_min, cold)
             promote_count = fills + swaps
             demote_count = forced + swaps
             if promote_count:

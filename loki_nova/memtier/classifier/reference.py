@@ -34,12 +34,14 @@ One call handles one guest for one interval:
       at least ``fill_min``;
    c. swaps (only once the budget is full): the next hottest slow chunk
       trades places with the next coldest fast chunk while the slow one is
-      hotter by more than ``hysteresis`` -- or while the fast one has no
-      heat left at all and the slow one has at least ``fill_min``: a DRAM
-      chunk that has gone entirely cold holds budget like a free one, so
-      that a steadily warm chunk is not kept out of DRAM by one that is
-      never used (sparse samples may never build a gap of ``hysteresis``).
-      Each swap costs two moves.
+      hotter by more than ``hysteresis`` -- or while the fast one has gone
+      cold and the slow one is hotter and has at least ``fill_min``.  Cold
+      is heat below ``cold_below(params)``: less than one sampled access
+      and so little that the decay no longer lowers it (``h - (h >>
+      decay_shift)`` keeps any ``h < 2 ** decay_shift``).  A cold DRAM
+      chunk holds budget like a free one, so a steadily warm chunk is not
+      kept out of DRAM by one that is no longer used when sparse samples
+      never build a gap of ``hysteresis``.  Each swap costs two moves.
 
    Ties in heat are broken by chunk index (lower first), so the result is a
    pure function of the inputs.
@@ -53,17 +55,25 @@ import numpy as np
 from loki_nova.memtier.classifier import _common
 
 
-def _worth_swapping(slow_heat, fast_heat, hysteresis, fill_min):
+def cold_below(params):
+    """Heat under which a DRAM chunk counts as cold in step 4c."""
+    return min(1 << params.decay_shift, params.access_weight)
+
+
+def _worth_swapping(slow_heat, fast_heat, hysteresis, fill_min, cold):
     """Step 4c's test for one pair (slow chunk, fast chunk)."""
     return (slow_heat > fast_heat + hysteresis
-            or (fast_heat == 0 and slow_heat >= fill_min))
+            or (fast_heat < cold and slow_heat > fast_heat
+                and slow_heat >= fill_min))
 
 
-def select_moves(heat, tier, budget, move_cap, hysteresis, fill_min):
+def select_moves(heat, tier, budget, move_cap, hysteresis, fill_min,
+                 cold=0):
     """Return ``(promote, demote)`` chunk indices for the given heat.
 
-    This is steps 4a-4c above on an already updated heat array; baselines in
-    the simulator reuse it with scores of their own.
+    This is steps 4a-4c above on an already updated heat array, with
+    ``cold`` from ``cold_below``; baselines in the simulator reuse it with
+    scores of their own (and no cold level).
     """
     index = np.arange(heat.shape[0], dtype=np.int64)
     heat64 = heat.astype(np.int64)
@@ -88,7 +98,7 @@ def select_moves(heat, tier, budget, move_cap, hysteresis, fill_min):
                and forced + swaps < len(fast)
                and _worth_swapping(heat64[slow[fills + swaps]],
                                    heat64[fast[forced + swaps]],
-                                   hysteresis, fill_min)):
+                                   hysteresis, fill_min, cold)):
             swaps += 1
     return slow[:fills + swaps].copy(), fast[:forced + swaps].copy()
 
@@ -116,7 +126,8 @@ def classify(access, tier, heat, budget, move_cap, params):
     threshold = min(fitting_levels, default=_common.HEAT_LEVELS)
 
     promote, demote = select_moves(heat, tier, budget, move_cap,
-                                   params.hysteresis, params.fill_min)
+                                   params.hysteresis, params.fill_min,
+                                   cold_below(params))
     return _common.Classification(
         histogram=histogram,
         threshold=threshold,

@@ -45,9 +45,9 @@ def _nth_coldest(at_or_below, n):
 
 
 def _count_swaps(slow_above, fast_below, fills, forced, limit, hysteresis,
-                 fill_min):
-    """Largest k <= limit with p_(fills+k) > d_(forced+k) + hysteresis, or
-    d_(forced+k) = 0 and p_(fills+k) >= fill_min.
+                 fill_min, cold):
+    """Largest k <= limit with p > d + hysteresis, or d < cold and p > d
+    and p >= fill_min, where p is p_(fills+k) and d is d_(forced+k).
 
     p is non-increasing and d non-decreasing in k, so the predicate holds
     for a prefix of k and a binary search finds its end.
@@ -57,7 +57,7 @@ def _count_swaps(slow_above, fast_below, fills, forced, limit, hysteresis,
         mid = (low + high + 1) // 2
         p = _nth_hottest(slow_above, fills + mid)
         d = _nth_coldest(fast_below, forced + mid)
-        if p > d + hysteresis or (d == 0 and p >= fill_min):
+        if p > d + hysteresis or (d < cold and p > d and p >= fill_min):
             low = mid
         else:
             high = mid - 1
@@ -109,7 +109,8 @@ def classify(access, tier, heat, budget, move_cap, params):
         limit = min(cap_left // 2, slow_chunks - fills, fast_chunks - forced)
         swaps = _count_swaps(slow_above, fast_below, fills, forced,
                              max(limit, 0), params.hysteresis,
-                             params.fill_min)
+                             params.fill_min, min(1 << params.decay_shift,
+                                                  params.access_weight))
 
     promote_count = fills + swaps
     demote_count = forced + swaps
