@@ -47,10 +47,14 @@ def intervals(draw, max_chunks=300):
     tier_codes = draw(st.sampled_from([[0, 1], [0, 1, 2, 255], [0], [1],
                                        [255], [0, 255]]))
     tier = rng.choice(np.array(tier_codes, dtype=np.uint8), n)
-    heat_kind = draw(st.sampled_from(['random', 'ties', 'zero', 'max']))
+    heat_kind = draw(st.sampled_from(['random', 'ties', 'zero', 'max',
+                                      'small']))
     heat = {
         'random': lambda: rng.integers(0, 65536, n),
         'ties': lambda: rng.integers(0, 4, n) * 1000,
+        # Around the cold level of DRAM chunks (2 ** decay_shift, at most
+        # access_weight), so the cold swaps are compared too.
+        'small': lambda: rng.integers(0, 8, n) ** 2,
         'zero': lambda: np.zeros(n),
         'max': lambda: np.full(n, 65535),
     }[heat_kind]().astype(np.uint16)
