@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from loki_nova.memtier import classifier
+from loki_nova.memtier.classifier import _common
 from loki_nova.memtier.classifier import _core
-from loki_nova.memtier.classifier import reference
 from loki_nova.memtier.policy import planner
 
 FAST, ABSENT = classifier.TIER_FAST, classifier.TIER_ABSENT
@@ -171,7 +171,7 @@ def test_a_cold_dram_chunk_gives_way_below_the_hysteresis(backend):
     access = np.zeros(8, dtype=np.uint8)
     params = classifier.ClassifierParams(decay_shift=1, hysteresis=512,
                                          fill_min=1)
-    assert reference.cold_below(params) == 2
+    assert _common.cold_below(params) == 2
     # One interval without access halves the heat (0 and 1 stay).
     heat = np.array([600, 600, 600, 580, 560, 0, 1, 4], dtype=np.uint16)
     result = classifier.classify(access, tier, heat, budget=5, move_cap=10,

@@ -63,6 +63,13 @@ class ClassifierParams:
         _check_int('fill_min', self.fill_min, 1, None)
 
 
+def cold_below(params):
+    """Heat under which a DRAM chunk counts as cold when choosing swaps:
+    less than one sampled access, and too little for the decay to lower
+    (``h - (h >> decay_shift)`` keeps any ``h < 2 ** decay_shift``)."""
+    return min(1 << params.decay_shift, params.access_weight)
+
+
 class Classification(typing.NamedTuple):
     """What one interval of the kernel returns for one guest."""
 

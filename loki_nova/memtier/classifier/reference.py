@@ -35,10 +35,11 @@ One call handles one guest for one interval:
    c. swaps (only once the budget is full): the next hottest slow chunk
       trades places with the next coldest fast chunk while the slow one is
       hotter by more than ``hysteresis`` -- or while the fast one has gone
-      cold and the slow one is hotter and has at least ``fill_min``.  Cold
-      is heat below ``cold_below(params)``: less than one sampled access
-      and so little that the decay no longer lowers it (``h - (h >>
-      decay_shift)`` keeps any ``h < 2 ** decay_shift``).  A cold DRAM
+      cold and the slow one is hotter and has at least ``fill_min``.
+      Cold is heat below ``min(2 ** decay_shift, access_weight)``
+      (``_common.cold_below``): less than one sampled access and so little
+      that the decay no longer lowers it (``h - (h >> decay_shift)`` keeps
+      any ``h < 2 ** decay_shift``).  A cold DRAM
       chunk holds budget like a free one, so a steadily warm chunk is not
       kept out of DRAM by one that is no longer used when sparse samples
       never build a gap of ``hysteresis``.  Each swap costs two moves.
@@ -55,11 +56,6 @@ import numpy as np
 from loki_nova.memtier.classifier import _common
 
 
-def cold_below(params):
-    """Heat under which a DRAM chunk counts as cold in step 4c."""
-    return min(1 << params.decay_shift, params.access_weight)
-
-
 def _worth_swapping(slow_heat, fast_heat, hysteresis, fill_min, cold):
     """Step 4c's test for one pair (slow chunk, fast chunk)."""
     return (slow_heat > fast_heat + hysteresis
@@ -72,8 +68,8 @@ def select_moves(heat, tier, budget, move_cap, hysteresis, fill_min,
     """Return ``(promote, demote)`` chunk indices for the given heat.
 
     This is steps 4a-4c above on an already updated heat array, with
-    ``cold`` from ``cold_below``; baselines in the simulator reuse it with
-    scores of their own (and no cold level).
+    ``cold`` from ``_common.cold_below``; baselines in the simulator reuse
+    it with scores of their own (and no cold level).
     """
     index = np.arange(heat.shape[0], dtype=np.int64)
     heat64 = heat.astype(np.int64)
@@ -127,7 +123,7 @@ def classify(access, tier, heat, budget, move_cap, params):
 
     promote, demote = select_moves(heat, tier, budget, move_cap,
                                    params.hysteresis, params.fill_min,
-                                   cold_below(params))
+                                   _common.cold_below(params))
     return _common.Classification(
         histogram=histogram,
         threshold=threshold,

@@ -109,8 +109,7 @@ def classify(access, tier, heat, budget, move_cap, params):
         limit = min(cap_left // 2, slow_chunks - fills, fast_chunks - forced)
         swaps = _count_swaps(slow_above, fast_below, fills, forced,
                              max(limit, 0), params.hysteresis,
-                             params.fill_min, min(1 << params.decay_shift,
-                                                  params.access_weight))
+                             params.fill_min, _common.cold_below(params))
 
     promote_count = fills + swaps
     demote_count = forced + swaps
