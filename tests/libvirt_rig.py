@@ -177,11 +177,70 @@ def fix_kvm_device(device=KVM_DEVICE, group=KVM_GROUP):
     return True
 
 
+#: Directories libvirt writes to; read-only in the sandbox (the machine's
+#: root over 9p), so ``prepare_sandbox`` covers each with a writable copy.
+LIBVIRT_STATE_DIRS = ('/etc/libvirt', '/var/lib/libvirt', '/var/log/libvirt',
+                      '/var/cache/libvirt')
+CGROUP_ROOT = '/sys/fs/cgroup'
+#: Appended to the sandbox's copy of qemu.conf.  libvirt gives each QEMU a
+#: private /dev in its own mount namespace; in the sandbox's chroot (a 9p
+#: root with a devtmpfs) that /dev came out without /dev/urandom and QEMU
+#: refused to start, so guests share the sandbox's /dev.
+SANDBOX_QEMU_CONF = '''
+# added by tests/libvirt_rig.prepare_sandbox (sandbox guest only)
+namespaces = []
+'''
+#: Controllers libvirt needs for its guests: ``cpuset`` is how the
+#: ``restrictive`` numatune of a tiered guest is enforced.
+CGROUP_CONTROLLERS = ('cpuset', 'cpu', 'memory', 'pids')
+
+
+def in_sandbox():
+    return os.environ.get('LOKI_SANDBOX') == '1'
+
+
+def _mounted(path):
+    with open('/proc/self/mountinfo') as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def prepare_sandbox(scratch='/run/loki-libvirt-state'):
+    """Inside the sandbox guest only: let libvirtd run there.
+
+    The guest sees the machine's root read-only, so each of
+    ``LIBVIRT_STATE_DIRS`` gets a writable copy on a tmpfs, bound over it
+    (a guest's config, its QEMU log, the capabilities cache); the guest's
+    own cgroup2 hierarchy is mounted with the controllers libvirt uses
+    delegated to children.  All of it lives in the guest and is gone
+    when the guest powers off.  Idempotent; refuses outside the sandbox
+    (there those directories and cgroups belong to the machine)."""
+    if not in_sandbox():
+        raise RuntimeError('prepare_sandbox() changes mounts and cgroups: '
+                           'only inside the sandbox guest (LOKI_SANDBOX=1)')
+    if not os.path.exists(os.path.join(CGROUP_ROOT, 'cgroup.controllers')):
+        subprocess.run(['mount', '-t', 'cgroup2', 'none', CGROUP_ROOT],
+                       check=True)
+    with open(os.path.join(CGROUP_ROOT, 'cgroup.subtree_control'), 'w') as f:
+        f.write(' '.join('+' + c for c in CGROUP_CONTROLLERS))
+    for path in LIBVIRT_STATE_DIRS:
+        if not os.path.isdir(path) or _mounted(path):
+            continue
+        copy = scratch + path
+        shutil.copytree(path, copy, symlinks=True, dirs_exist_ok=True)
+        if path == '/etc/libvirt':
+            with open(os.path.join(copy, 'qemu.conf'), 'a') as f:
+                f.write(SANDBOX_QEMU_CONF)
+        subprocess.run(['mount', '--bind', copy, path], check=True)
+
+
 def start_daemons(timeout=DAEMON_TIMEOUT):
     """Make ``qemu:///system`` reachable: start ``virtlogd`` and
-    ``libvirtd`` unless they run.  Returns the pids of the daemons started
-    here (empty when both already ran)."""
+    ``libvirtd`` unless they run (in the sandbox guest, after
+    ``prepare_sandbox``).  Returns the pids of the daemons started here
+    (empty when both already ran)."""
     libvirt.registerErrorHandler(_quiet, None)
+    if in_sandbox():
+        prepare_sandbox()
     fix_kvm_device()
     started = []
     try:
@@ -304,8 +363,9 @@ def _cpio_entry(out, ino, name, mode, data=b'', rdev=(0, 0)):
     out.append(data + b'\0' * (-len(data) % 4))
 
 
-def write_initramfs(path, init, busybox=BUSYBOX):
-    """A newc cpio archive with a static busybox and ``init`` as /init."""
+def write_initramfs(path, init, busybox=BUSYBOX, programs=None):
+    """A newc cpio archive with a static busybox and ``init`` as /init;
+    ``programs`` maps more names under /bin to their (static) bytes."""
     if not is_static_elf(busybox):
         raise RuntimeError('%s is not a static 64-bit busybox; install '
                            'busybox-static' % busybox)
@@ -317,6 +377,8 @@ def write_initramfs(path, init, busybox=BUSYBOX):
         _cpio_entry(out, next(inodes), d, 0o040755)
     _cpio_entry(out, next(inodes), 'dev/console', 0o020600, rdev=(5, 1))
     _cpio_entry(out, next(inodes), 'bin/busybox', 0o100755, bb)
+    for name, data in sorted((programs or {}).items()):
+        _cpio_entry(out, next(inodes), 'bin/' + name, 0o100755, data)
     _cpio_entry(out, next(inodes), 'init', 0o100755, init.encode())
     _cpio_entry(out, 0, 'TRAILER!!!', 0)
     with open(path, 'wb') as f:
@@ -330,7 +392,10 @@ class GuestImage:
     read: the sandbox cache under ~root is not readable to it, so the
     kernel is copied."""
 
-    def __init__(self, directory, kernel=None, marker=BOOT_MARKER, hot_mb=16):
+    def __init__(self, directory, kernel=None, marker=BOOT_MARKER, hot_mb=16,
+                 init=None, programs=None):
+        """``init``: the /init script (default ``init_script(marker,
+        hot_mb)``); ``programs``: more static programs for /bin."""
         self.directory = directory
         self.marker = marker
         os.chmod(directory, 0o755)
@@ -339,8 +404,108 @@ class GuestImage:
         self.kernel = os.path.join(directory, 'vmlinuz')
         shutil.copyfile(kernel, self.kernel)
         os.chmod(self.kernel, 0o644)
-        self.initrd = write_initramfs(os.path.join(directory, 'initrd'),
-                                      init_script(marker, hot_mb))
+        self.initrd = write_initramfs(
+            os.path.join(directory, 'initrd'),
+            init or init_script(marker, hot_mb), programs=programs)
+
+
+#: The workload of a ``WorkloadImage`` guest (tests/guestload.c).
+GUESTLOAD_SOURCE = os.path.join(REPO_ROOT, 'tests', 'guestload.c')
+WORKLOAD_MARKER = 'guestload: running'
+
+
+def build_guestload(out_path, source=GUESTLOAD_SOURCE):
+    """Compile the guest workload as a static program (it runs from the
+    guest's initramfs, which has no C library)."""
+    cc = os.environ.get('CC') or shutil.which('gcc') or shutil.which('cc')
+    if not cc:
+        raise RuntimeError('no C compiler to build %s (apt-get install gcc '
+                           'libc6-dev)' % source)
+    done = subprocess.run([cc, '-static', '-O2', '-Wall', '-o', out_path,
+                           source], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError('building %s failed (%s exit %d): %s' % (
+            source, cc, done.returncode, done.stderr.strip()))
+    return out_path
+
+
+def workload_init(data_mb, hot_mb, verify_every_s):
+    """``/init`` of a ``WorkloadImage`` guest: keep locked pages where
+    they are (their frame numbers are printed once), then run guestload
+    for ever.  ``data_mb`` None: all the memory the guest has available
+    but ``WORKLOAD_HEADROOM_MB``."""
+    if data_mb is None:
+        size = ('data=$(( $(awk \'/^MemAvailable:/ {print int($2 / 1024)}\' '
+                '/proc/meminfo) - %d ))' % WORKLOAD_HEADROOM_MB)
+    else:
+        size = 'data=%d' % data_mb
+    return '\n'.join([
+        '#!/bin/busybox sh',
+        'export PATH=/bin',
+        '/bin/busybox --install -s /bin',
+        'mount -t proc proc /proc',
+        'mount -t devtmpfs devtmpfs /dev',
+        'echo 0 > /proc/sys/vm/compact_unevictable_allowed',
+        size,
+        'echo "guestload: starting $(cut -d" " -f1 /proc/uptime)s after '
+        'boot: $data MiB of $(awk \'/^MemTotal:/ {print int($2 / 1024)}\' '
+        '/proc/meminfo) MiB"',
+        'exec /bin/guestload $data %d %d' % (hot_mb, verify_every_s),
+        ''])
+
+
+#: What a ``WorkloadImage`` guest leaves of its available memory to its
+#: kernel (page tables, the console, guestload's own frame list).
+WORKLOAD_HEADROOM_MB = 16
+
+
+class WorkloadImage(GuestImage):
+    """A guest that fills ``data_mb`` MiB (None: nearly all it has) with a
+    checked pattern, keeps its first ``hot_mb`` MiB hot and prints its hot
+    set's guest frame numbers and a verification every ``verify_every_s``
+    seconds on the serial console (tests/guestload.c)."""
+
+    def __init__(self, directory, data_mb, hot_mb, verify_every_s=20,
+                 kernel=None):
+        os.chmod(directory, 0o755)
+        program = build_guestload(os.path.join(directory, 'guestload'))
+        with open(program, 'rb') as f:
+            data = f.read()
+        self.data_mb, self.hot_mb = data_mb, hot_mb
+        super().__init__(directory, kernel=kernel, marker=WORKLOAD_MARKER,
+                         init=workload_init(data_mb, hot_mb, verify_every_s),
+                         programs={'guestload': data})
+
+
+def hot_frames(console_text):
+    """The guest frame numbers of a ``WorkloadImage`` guest's hot set, as
+    printed on its console (empty until it has printed them)."""
+    frames = []
+    for line in console_text.splitlines():
+        if 'guestload: hot pfn' not in line:
+            continue
+        for run in line.split('guestload: hot pfn', 1)[1].split():
+            first, _, last = run.partition('-')
+            frames.extend(range(int(first, 16), int(last, 16) + 1))
+    return frames
+
+
+def filled_mb(console_text):
+    """MiB a ``WorkloadImage`` guest filled with its pattern, or None."""
+    m = re.search(r'guestload: filled (\d+) MiB', console_text)
+    return int(m.group(1)) if m else None
+
+
+_VERIFY = re.compile(r'guestload: verify (\d+): (\d+) pages, (\d+) bad, '
+                     r'sum (\w+) \(expected (\w+)\) (ok|BAD)')
+
+
+def verifications(console_text):
+    """``(number, pages, bad, ok)`` of each verification a ``WorkloadImage``
+    guest printed."""
+    return [(int(m.group(1)), int(m.group(2)), int(m.group(3)),
+             m.group(6) == 'ok' and m.group(4) == m.group(5))
+            for m in _VERIFY.finditer(console_text)]
 
 
 # -- domains ----------------------------------------------------------------

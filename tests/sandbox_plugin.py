@@ -26,6 +26,10 @@ with the inner reason, or passed.
 If the sandbox cannot boot, the proxies fail with the reason; with
 ``LOKI_SANDBOX=skip`` they skip instead.
 
+``@pytest.mark.sandbox(cpus=N, node_mib=(A, B))`` asks for N vCPUs and
+nodes of A and B MiB; the boot of a batch gets the most any of its tests
+asks for (default 1 vCPU, tools/sandbox.py's node sizes).
+
 ``@pytest.mark.sandbox(host=True)`` marks a test that drives the sandbox
 from the host itself (it boots its own guest): it is not proxied, it
 is skipped inside the guest and under ``LOKI_SANDBOX=skip``, and
@@ -56,6 +60,8 @@ REPORT_ENV = 'LOKI_SANDBOX_REPORT'
 REPORT_FILE = 'pytest-results.jsonl'
 TIMEOUT_ENV = 'LOKI_SANDBOX_TIMEOUT'
 CPUS_ENV = 'LOKI_SANDBOX_CPUS'
+#: The host's environment variables the inner pytest gets too.
+PASSED_ENV = ('OS_NOVA_DISABLE_EVENTLET_PATCHING',)
 # Markers the inner run evaluates; the proxy must not evaluate them again
 # on the host (a skipif's condition is about the guest).
 INNER_ONLY_MARKERS = frozenset(
@@ -99,9 +105,13 @@ class InnerFailure(Exception):
 class SandboxBatch:
     """One sandbox boot running pytest on all the proxied node ids."""
 
-    def __init__(self, config, nodeids):
+    def __init__(self, config, nodeids, cpus=None, node_mib=None):
+        """``cpus`` / ``node_mib``: what the tests' markers ask for (the
+        most of each); the defaults otherwise."""
         self.config = config
         self.nodeids = list(nodeids)
+        self.cpus = cpus
+        self.node_mib = node_mib
         self.ran = False
         self.error = None       # why the sandbox could not run
         self.records = {}       # nodeid -> list of per-phase records
@@ -127,6 +137,24 @@ class SandboxBatch:
             argv.append('--tb=%s' % tbstyle)
         return argv + ['--'] + self.nodeids
 
+    def machine(self):
+        """The guest's vCPUs and node sizes: $LOKI_SANDBOX_CPUS or what a
+        marker asks for (else 1), and the node sizes markers ask for."""
+        cpus = max(int(os.environ.get(CPUS_ENV) or 1), self.cpus or 1)
+        found = {'cpus': cpus}
+        if self.node_mib:
+            found['node_mib'] = tuple(self.node_mib)
+        return found
+
+    def env(self, tool):
+        env = {REPORT_ENV: '%s/%s' % (tool.GUEST_OUT, REPORT_FILE)}
+        # Nova picks its concurrency mode from this once per process; the
+        # inner pytest runs in the mode of the outer one.
+        for name in PASSED_ENV:
+            if name in os.environ:
+                env[name] = os.environ[name]
+        return env
+
     def run(self):
         if self.ran:
             return
@@ -147,10 +175,9 @@ class SandboxBatch:
         try:
             self.result = tool.run(
                 self.command(), cwd=str(self.config.rootpath),
-                env={REPORT_ENV: '%s/%s' % (tool.GUEST_OUT, REPORT_FILE)},
+                env=self.env(tool),
                 timeout=self.timeout(), out_dir=self.out_dir,
-                keep=[sys.prefix], cpus=int(os.environ.get(CPUS_ENV) or 1),
-                stream=progress)
+                keep=[sys.prefix], stream=progress, **self.machine())
         except tool.SandboxError as error:
             self.error = 'the sandbox could not run the tests: %s' % error
         # Tests that ended after the guest's last output.
@@ -362,7 +389,16 @@ def pytest_collection_modifyitems(session, config, items):
               and not _runs_on_host(item)]
     if not chosen:
         return
-    batch = SandboxBatch(config, [item.nodeid for item in chosen])
+    cpus, node_mib = None, None
+    for item in chosen:
+        kwargs = item.get_closest_marker(MARKER).kwargs
+        if kwargs.get('cpus'):
+            cpus = max(cpus or 1, int(kwargs['cpus']))
+        if kwargs.get('node_mib'):
+            node_mib = [max(a, b) for a, b in zip(
+                node_mib or (0, 0), kwargs['node_mib'])]
+    batch = SandboxBatch(config, [item.nodeid for item in chosen],
+                         cpus=cpus, node_mib=node_mib)
     config.stash[_BATCH] = batch
     proxies = {id(item): _proxy_for(item, batch) for item in chosen}
     items[:] = [proxies.get(id(item), item) for item in items]

@@ -70,6 +70,7 @@ DEFAULT_BUSYBOX = '/bin/busybox'
 # modules.dep.
 NINEP_MODULES = ('netfs', '9pnet', '9pnet_virtio', '9p')
 ROOT_TAG = 'hostroot'
+GUEST_HOSTNAME = 'loki-sandbox'
 OUT_TAG = 'lokiout'
 # Where the writable share appears inside the chroot.
 GUEST_OUT = '/tmp/loki-sandbox'
@@ -550,6 +551,7 @@ def init_script(modules=()):
         'status': STATUS_FILE,
         'times': TIMES_FILE,
         'keep': KEEP_FILE,
+        'hostname': GUEST_HOSTNAME,
     }
 
 
@@ -632,6 +634,9 @@ echo 0 > /proc/sys/kernel/numa_balancing
 [ -e /sys/kernel/mm/numa/demotion_enabled ] && \
     echo false > /sys/kernel/mm/numa/demotion_enabled
 ip link set lo up 2>/dev/null
+# A host name (the kernel's default, "(none)", is not one): Nova and
+# oslo.config take the machine's as their default host.
+hostname %(hostname)s
 
 started=$(cut -d' ' -f1 /proc/uptime)
 say "command started at ${started}s"
@@ -926,7 +931,11 @@ def run(command, *, cwd=None, env=None, timeout=DEFAULT_TIMEOUT,
     qemu = qemu_binary()
     vmlinuz, modules_root = ensure_kernel(cache_dir)
     initrd = ensure_initramfs(cache_dir, modules_root)
-    kept = _keep_paths([cwd, REPO_ROOT, *keep])
+    # The guest finds the kernel and modules where the host keeps them
+    # (a test may boot nested guests with the same kernel).
+    cache = resolve_cache_dir(cache_dir)
+    env = {CACHE_ENV: cache, **(env or {})}
+    kept = _keep_paths([cwd, REPO_ROOT, cache, *keep])
     with contextlib.ExitStack() as stack:
         if out_dir is None:
             out_dir = stack.enter_context(

@@ -148,6 +148,9 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
     PHANTOM_SLOW_NODE = None
     HOST = 'compute'
     INSTANCES_PATH = None
+    #: Seconds between two looks at a server's status (each look is an
+    #: API request: costly where the services run under TCG).
+    POLL_INTERVAL = 0.02
     work_dir = None
     image = None
 
@@ -253,13 +256,16 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
 
     # -- helpers ---------------------------------------------------------
 
+    def post_server(self, flavor_id):
+        """POST a server of the rig's image; returns it as posted."""
+        body = self._build_server(image_uuid=self.image_id,
+                                  flavor_id=flavor_id, networks='none')
+        return self.api.post_server({'server': body})
+
     def create_server(self, flavor_id, timeout=120):
         """POST a server; wait (bounded) until it is ACTIVE; fail at once
         on ERROR.  Returns the server as the API shows it."""
-        body = self._build_server(image_uuid=self.image_id,
-                                  flavor_id=flavor_id, networks='none')
-        server = self.api.post_server({'server': body})
-        return self.wait_active(server, timeout)
+        return self.wait_active(self.post_server(flavor_id), timeout)
 
     def wait_active(self, server, timeout=120):
         def active():
@@ -269,7 +275,7 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
                     server['id'], shown.get('fault')))
             return shown if shown['status'] == 'ACTIVE' else None
         return rig.wait_for(active, timeout, 'server %s ACTIVE'
-                            % server['id'], interval=0.02)
+                            % server['id'], interval=self.POLL_INTERVAL)
 
     def console_output(self, server):
         return self.api.post_server_action(

@@ -545,10 +545,12 @@ def test_run_returns_status_output_and_times(fake_sandbox, monkeypatch):
     assert initrd.startswith(str(fake_sandbox / 'cache' / 'initramfs-'))
     assert _qemu_args(argv, '-kernel') == [
         str(fake_sandbox / 'cache' / 'kernel-x' / 'boot' / 'vmlinuz')]
-    # cwd '/' needs nothing kept; the checkout does when it lives under a
-    # directory the guest covers with tmpfs (a CI clone in /tmp).
+    # cwd '/' needs nothing kept; the checkout and the kernel cache do
+    # when they live under a directory the guest covers with tmpfs (a CI
+    # clone in /tmp; this test's cache).
+    cache = str(fake_sandbox / 'cache')
     assert (out / 'keep').read_text() == ''.join(
-        p + '\n' for p in sandbox._keep_paths([sandbox.REPO_ROOT]))
+        p + '\n' for p in sandbox._keep_paths([sandbox.REPO_ROOT, cache]))
     # The initramfs is cached: a second run reuses the same file.  A cwd
     # under /tmp (covered by tmpfs in the guest) is listed to be kept.
     before = os.stat(initrd).st_ino     # rebuilt means replaced
@@ -557,7 +559,7 @@ def test_run_returns_status_output_and_times(fake_sandbox, monkeypatch):
                       '-initrd') == [initrd]
     assert os.stat(initrd).st_ino == before
     if str(fake_sandbox).startswith('/tmp/'):
-        kept = sandbox._keep_paths([fake_sandbox, sandbox.REPO_ROOT])
+        kept = sandbox._keep_paths([fake_sandbox, sandbox.REPO_ROOT, cache])
         assert (out / 'keep').read_text() == ''.join(p + '\n' for p in kept)
 
 

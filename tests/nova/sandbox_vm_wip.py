@@ -1,0 +1,360 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""WORK IN PROGRESS (issue 13; named so pytest does not collect it yet).
+
+Real VMs tiered end to end, on the sandbox's two-tier kernel.
+
+Everything runs inside the sandbox guest (tools/sandbox.py: node0 DRAM
+with the CPUs, node1 memory only and slower), whose kernel has DAMON and
+``move_pages``:
+
+* libvirtd, virtlogd and QEMU (TCG, nested in the sandbox's TCG), with
+  the sandbox's own cgroups and writable copies of libvirt's state
+  directories (``tests/libvirt_rig.prepare_sandbox``);
+* Nova's in-process services (``tests/nova/real_libvirt.py``) with
+  ``loki.LokiDriver`` on that libvirtd, which finds the two tiers in the
+  kernel's memory tiers itself -- no stand-in node;
+* the real agent built from its configuration (``Agent(conf.memtier)``:
+  the LibvirtWatcher, the DAMON tracker on each QEMU process, the
+  ``move_pages`` mover), with its RPC server on the same oslo.messaging
+  bus as Nova's services (the in-memory transport of Nova's harness), so
+  each spawn's ``reserve_dram`` reaches it over RPC.
+
+Each guest boots the sandbox's 6.12 kernel with ``tests/guestload.c`` as
+its workload: it fills most of guest memory with a pattern, keeps a hot
+set, prints the hot set's guest frame numbers, and verifies the pattern
+on its serial console every few seconds.
+
+The checks read the kernel, not the agent: QEMU's ``/proc/PID/numa_maps``
+for the guest RAM on each node, and ``move_pages`` queries for where the
+hot set's pages are (guest frame N is byte N * 4096 of QEMU's RAM
+mapping: the guests are small enough to lie below the PCI hole).
+
+Run (root, libvirtd and gcc installed) from the host; the sandbox plugin
+boots the guest::
+
+    OS_NOVA_DISABLE_EVENTLET_PATCHING=true .venv/bin/python -m pytest \\
+        tests/nova/test_sandbox_vm.py
+"""
+
+import os
+import pathlib
+import re
+import time
+
+import fixtures
+import numpy as np
+import pytest
+
+from loki_nova.memtier import agent as agent_mod
+from loki_nova.memtier import kernfs
+from loki_nova.memtier import mover
+from loki_nova.memtier.trackers import damon
+from loki_nova.virt import specs
+from tests import agentbus
+from tests import libvirt_rig as rig
+from tests.nova import real_libvirt
+from tests.sandbox import INSIDE_ONLY
+
+# Two vCPUs: the two nested guests' QEMUs, Nova's services and the agent
+# share them.
+pytestmark = [pytest.mark.libvirt, pytest.mark.sandbox(cpus=2)] + [
+    mark for mark in INSIDE_ONLY if mark.name != 'sandbox']
+
+libvirt_daemons = rig.libvirt_daemons
+rig_dir = rig.rig_dir
+
+MiB = 1 << 20
+PAGE = 4096
+FLAVOR_MB = 160
+#: The workload fills all the guest has but 16 MiB (about 100 of 160 MiB
+#: under the Debian kernel); a fixed 80 of 128 MiB ran the guest out of
+#: memory.
+DATA_MB = None
+HOT_MB = 12
+VERIFY_EVERY_S = 15
+#: A static guest's DRAM share, and an on-demand guest's floor and
+#: ceiling.
+STATIC_PERCENT = 25
+ON_DEMAND_FLOOR_MB = 32
+ON_DEMAND_CEILING_MB = 64
+AGENT_INTERVAL_S = 2.0
+#: Pages first touched or moved in the last interval may still sit on
+#: the wrong node: one chunk of slack on the budget.
+SLACK_MB = 2
+BOOT_TIMEOUT = 600
+TIER_TIMEOUT = 300
+
+
+@pytest.fixture(scope='module')
+def workload_image(rig_dir):
+    directory = os.path.join(rig_dir, 'workload-image')
+    os.mkdir(directory)
+    return rig.WorkloadImage(directory, DATA_MB, HOT_MB, VERIFY_EVERY_S)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _rig(libvirt_daemons, rig_dir, workload_image):
+    TestTieredVMs.work_dir = rig_dir
+    TestTieredVMs.image = workload_image
+
+
+def ram_mapping(pid, size):
+    """(start, end) of the one memfd mapping of ``size`` bytes in QEMU's
+    address space: the guest's RAM (read here from /proc, not through
+    the agent's watcher)."""
+    found = []
+    with open('/proc/%d/maps' % pid) as f:
+        for line in f:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split('-'))
+            if end - start == size and 'memfd:' in line:
+                found.append((start, end))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def pages_per_node(pid, start):
+    """{node: pages} of the mapping at ``start``, from numa_maps."""
+    with open('/proc/%d/numa_maps' % pid) as f:
+        for line in f:
+            if int(line.split()[0], 16) == start:
+                return {int(n): int(c) for n, c in
+                        re.findall(r'\bN(\d+)=(\d+)', line)}
+    raise AssertionError('no numa_maps line at %x' % start)
+
+
+def mems_allowed(pid):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('Mems_allowed_list:'):
+                return line.split(':', 1)[1].strip()
+    return None
+
+
+class VM:
+    """A server, its QEMU process and what its console said."""
+
+    def __init__(self, test, server, floor_mb, label):
+        self.test = test
+        self.server = server
+        self.uuid = server['id']
+        self.label = label
+        self.floor_mb = floor_mb
+        name = test.instance_name(server)
+        with open(os.path.join(rig.PID_DIR, name + '.pid')) as f:
+            self.pid = int(f.read().split()[0])
+        self.start, self.end = ram_mapping(self.pid, FLAVOR_MB * MiB)
+        self.hot = None
+        self.data_mb = None
+
+    def console(self):
+        return self.test.console_output(self.server)
+
+    def nodes_mb(self):
+        pages = pages_per_node(self.pid, self.start)
+        return {n: c * PAGE / MiB for n, c in pages.items()}
+
+    def hot_on_dram(self):
+        """Share of the hot set's pages on node0 (a move_pages query)."""
+        nodes = mover.move_pages(self.pid, self.hot)
+        return float((nodes == 0).mean())
+
+
+class TestTieredVMs(real_libvirt.RealLibvirtTestBase):
+
+    COMPUTE_DRIVER = 'loki.LokiDriver'
+    # An API request takes 1-3 s of the sandbox's one vCPU.
+    POLL_INTERVAL = 3.0
+
+    def setUp(self):
+        super().setUp()
+        self.t0 = time.monotonic()
+        self.flags(reserve_dram_timeout=120, group='loki')
+        tmp = pathlib.Path(self.useFixture(fixtures.TempDir()).path)
+        (tmp / 'guests').mkdir()
+        conf = agentbus.make_conf(
+            tmp, host=self.HOST, watchers='libvirt', tracker='damon',
+            interval=AGENT_INTERVAL_S, usage_interval=0)
+        # Built from its configuration alone, as loki-memtier-agent builds
+        # it: the kernel's tiers, LibvirtWatcher, DAMON, move_pages.
+        self.agent = agent_mod.Agent(conf.memtier)
+        self.reservations = []
+        real = self.agent.reserve_dram
+
+        def reserve_dram(instance_uuid, mb, timeout):
+            answer = real(instance_uuid, mb, timeout)
+            self.reservations.append((instance_uuid, mb, answer['status']))
+            return answer
+
+        self.agent.reserve_dram = reserve_dram
+        self.running = agentbus.Running(conf, agent=self.agent)
+        self.running.__enter__()
+        self.addCleanup(self._stop_agent)
+        self.say('services and agent up')
+
+    def _stop_agent(self):
+        if self.running is not None:
+            self.running.__exit__(None, None, None)
+            self.running = None
+
+    def say(self, text):
+        print('%6.1f s  %s' % (time.monotonic() - self.t0, text), flush=True)
+
+    def budget(self, vm):
+        report = self.agent.last_report
+        stats = report and report.guests.get(vm.uuid)
+        return stats.budget_mb if stats and stats.tiered else None
+
+    def diagnose(self, vm):
+        """What libvirt and the instance directory say about ``vm``."""
+        lines = []
+        dom = self.domain(vm.server)
+        lines.append('domain state %s' % (dom.state(),))
+        xml = dom.XMLDesc(0)
+        lines += re.findall(r'<(?:serial|console|log|source|cmdline)[^>]*>',
+                            xml)
+        directory = self.instance_dir(vm.server)
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            lines.append('%s: %d bytes' % (path, os.path.getsize(path)))
+        log = os.path.join(directory, 'console.log')
+        if os.path.exists(log):
+            with open(log, errors='replace') as f:
+                lines.append('console.log ends: %s' % f.read()[-2000:])
+        with open('/proc/%d/cmdline' % vm.pid) as f:
+            lines.append('QEMU: %s' % f.read().replace('\0', ' ')[-3000:])
+        return '\n'.join(lines)
+
+    def wait_running(self, vm):
+        last = ['']
+
+        def hot_set():
+            text = last[0] = vm.console()
+            if 'Kernel panic' in text:
+                raise AssertionError('%s panicked; console ends: %s'
+                                     % (vm.label, text[-3000:]))
+            if rig.WORKLOAD_MARKER in text:
+                return rig.hot_frames(text)
+            return None
+        try:
+            frames = rig.wait_for(hot_set, BOOT_TIMEOUT, 'the workload of '
+                                  '%s running' % vm.label, interval=5.0)
+        except TimeoutError as exc:
+            raise AssertionError('%s; console (API) ends: %s\n%s'
+                                 % (exc, last[0][-3000:],
+                                    self.diagnose(vm))) from None
+        self.assertEqual(HOT_MB * 256, len(frames))
+        vm.data_mb = rig.filled_mb(last[0])
+        self.assertGreaterEqual(vm.data_mb, FLAVOR_MB // 2)
+        vm.hot = np.array([vm.start + f * PAGE for f in frames],
+                          dtype=np.uint64)
+        assert vm.hot.max() < vm.end
+        self.say('%s: workload running, hot set in %d frames; %s'
+                 % (vm.label, len(frames), vm.nodes_mb()))
+
+    def wait_tiered(self, vm, history):
+        """Until DRAM use is within the agent's budget and the hot set is
+        in DRAM, bounded; the budget must hold from then on."""
+        def tiered():
+            budget = self.budget(vm)
+            mb = vm.nodes_mb()
+            hot = vm.hot_on_dram()
+            history.append((self.agent.number, budget, mb, round(hot, 3)))
+            return (budget is not None and
+                    mb.get(0, 0) <= budget + SLACK_MB and hot >= 0.9)
+        try:
+            rig.wait_for(tiered, TIER_TIMEOUT, '%s tiered' % vm.label,
+                         interval=AGENT_INTERVAL_S)
+        except TimeoutError as exc:
+            raise AssertionError('%s: %s' % (exc, history[-10:])) from None
+        self.say('%s tiered after agent interval %d: %s'
+                 % (vm.label, self.agent.number, history[-1]))
+
+    def test_nova_spawned_guests_are_tiered_by_the_agent(self):
+        driver = self.computes[self.HOST].driver
+        tiers = driver.host_tiers
+        self.assertTrue(tiers.tiered, tiers.describe())
+        self.assertEqual([1], tiers.slow_nodes)
+
+        # disk=0: instances_path is on the sandbox's tmpfs, smaller than
+        # 1 GiB, so Placement has no whole DISK_GB (the root disk is 1 MiB).
+        static = self._create_flavor(
+            memory_mb=FLAVOR_MB, vcpu=1, disk=0, ephemeral=0,
+            extra_spec=dict(specs.flavor_properties(
+                FLAVOR_MB, 'static', dram_percent=STATIC_PERCENT)))
+        on_demand = self._create_flavor(
+            memory_mb=FLAVOR_MB, vcpu=1, disk=0, ephemeral=0,
+            extra_spec=dict(specs.flavor_properties(
+                FLAVOR_MB, 'on_demand', dram_mb=ON_DEMAND_FLOOR_MB,
+                dram_max_mb=ON_DEMAND_CEILING_MB)))
+        posted = [self.post_server(flavor) for flavor in (static, on_demand)]
+        servers = [self.wait_active(server, timeout=600) for server in posted]
+        vms = [VM(self, servers[0], FLAVOR_MB * STATIC_PERCENT // 100,
+                  'static'),
+               VM(self, servers[1], ON_DEMAND_FLOOR_MB, 'on_demand')]
+        self.say('both servers ACTIVE')
+
+        # Each spawn asked the agent for its floor over RPC first.
+        self.assertEqual([(vm.uuid, vm.floor_mb, 'ok') for vm in vms],
+                         self.reservations)
+        for vm in vms:
+            # restrictive numatune: the cgroup allows both nodes.
+            self.assertEqual('0-1', mems_allowed(vm.pid))
+
+        for vm in vms:
+            self.wait_running(vm)
+        histories = {}
+        for vm in vms:
+            histories[vm.label] = []
+            self.wait_tiered(vm, histories[vm.label])
+        self.assertEqual(FLAVOR_MB * STATIC_PERCENT // 100,
+                         self.budget(vms[0]))
+        self.assertEqual(ON_DEMAND_CEILING_MB, self.budget(vms[1]))
+
+        # The guests' own verification, after the moves.
+        after = {vm.label: len(rig.verifications(vm.console()))
+                 for vm in vms}
+
+        def verified_again():
+            return all(len(rig.verifications(vm.console())) > after[vm.label]
+                       for vm in vms)
+        rig.wait_for(verified_again, 4 * VERIFY_EVERY_S + 120,
+                     'a verification after the moves', interval=5.0)
+        for vm in vms:
+            checks = rig.verifications(vm.console())
+            self.assertTrue(checks)
+            self.assertTrue(all(ok and bad == 0
+                                for _, _, bad, ok in checks), checks)
+            mb = vm.nodes_mb()
+            # Within budget, and most of the pattern in slow memory.
+            self.assertLessEqual(mb.get(0, 0), self.budget(vm) + SLACK_MB)
+            self.assertGreaterEqual(mb.get(1, 0),
+                                    vm.data_mb - self.budget(vm))
+            self.assertGreaterEqual(vm.hot_on_dram(), 0.9)
+            self.say('%s: %d verifications ok; %s; history %s' % (
+                vm.label, len(checks), mb, histories[vm.label]))
+
+        # Delete: the agent drops each guest, its QEMU is gone.
+        for vm in vms:
+            self._delete_server(vm.server)
+        rig.wait_for(lambda: not set(self.agent.guests) & {
+            vm.uuid for vm in vms}, 60, 'the agent dropping the guests')
+        for vm in vms:
+            self.assertFalse(os.path.exists('/proc/%d' % vm.pid))
+        self._stop_agent()
+        self.assertEqual(0, kernfs.KernelFS().read_int(
+            damon.KDAMONDS + '/nr_kdamonds'))
+        self.say('deleted; agent stopped, no kdamond left')
