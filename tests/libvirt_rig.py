@@ -335,15 +335,18 @@ def is_static_elf(path):
                for i in range(phnum))        # 3 = PT_INTERP
 
 
+#: First lines of a tiny guest's /init: busybox's applets, /proc, /dev.
+INIT_PREAMBLE = ['#!/bin/busybox sh',
+                 'export PATH=/bin',
+                 '/bin/busybox --install -s /bin',
+                 'mount -t proc proc /proc',
+                 'mount -t devtmpfs devtmpfs /dev']
+
+
 def init_script(marker=BOOT_MARKER, hot_mb=16):
     """``/init``: announce ``marker`` on the console, then rewrite a file
     of ``hot_mb`` MiB in the initramfs (guest RAM) once a second."""
-    return '\n'.join([
-        '#!/bin/busybox sh',
-        'export PATH=/bin',
-        '/bin/busybox --install -s /bin',
-        'mount -t proc proc /proc',
-        'mount -t devtmpfs devtmpfs /dev',
+    return '\n'.join(INIT_PREAMBLE + [
         'dd if=/dev/zero of=/hot bs=1M count=%d 2>/dev/null' % hot_mb,
         'echo %s' % marker,
         'while :; do',
@@ -439,12 +442,7 @@ def workload_init(data_mb, hot_mb, verify_every_s):
                 '/proc/meminfo) - %d ))' % WORKLOAD_HEADROOM_MB)
     else:
         size = 'data=%d' % data_mb
-    return '\n'.join([
-        '#!/bin/busybox sh',
-        'export PATH=/bin',
-        '/bin/busybox --install -s /bin',
-        'mount -t proc proc /proc',
-        'mount -t devtmpfs devtmpfs /dev',
+    return '\n'.join(INIT_PREAMBLE + [
         'echo 0 > /proc/sys/vm/compact_unevictable_allowed',
         size,
         'echo "guestload: starting $(cut -d" " -f1 /proc/uptime)s after '

@@ -119,6 +119,15 @@ def drop_nodes(xml, nodes):
     return etree.tostring(root, encoding='unicode')
 
 
+def mems_allowed(pid):
+    """``Mems_allowed_list`` of process ``pid`` (what its cpuset allows)."""
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('Mems_allowed_list:'):
+                return line.split(':', 1)[1].strip()
+    return None
+
+
 def numatune(root):
     """(mode, nodeset) of ``<numatune><memory>`` in parsed domain XML."""
     mem = root.find('numatune/memory')

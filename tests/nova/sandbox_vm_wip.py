@@ -136,14 +136,6 @@ def pages_per_node(pid, start):
     raise AssertionError('no numa_maps line at %x' % start)
 
 
-def mems_allowed(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('Mems_allowed_list:'):
-                return line.split(':', 1)[1].strip()
-    return None
-
-
 class VM:
     """A server, its QEMU process and what its console said."""
 
@@ -312,7 +304,7 @@ class TestTieredVMs(real_libvirt.RealLibvirtTestBase):
                          self.reservations)
         for vm in vms:
             # restrictive numatune: the cgroup allows both nodes.
-            self.assertEqual('0-1', mems_allowed(vm.pid))
+            self.assertEqual('0-1', real_libvirt.mems_allowed(vm.pid))
 
         for vm in vms:
             self.wait_running(vm)

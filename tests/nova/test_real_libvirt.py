@@ -64,14 +64,6 @@ def _rig(libvirt_daemons, rig_dir, tiny_guest_image):
     TestRealLibvirtSpawn.image = tiny_guest_image
 
 
-def mems_allowed(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('Mems_allowed_list:'):
-                return line.split(':', 1)[1].strip()
-    return None
-
-
 class TestRealLibvirtSpawn(real_libvirt.RealLibvirtTestBase):
 
     COMPUTE_DRIVER = 'loki.LokiDriver'
@@ -134,7 +126,7 @@ class TestRealLibvirtSpawn(real_libvirt.RealLibvirtTestBase):
         kfs = kernfs.KernelFS()
         guest.verify(kfs, g)
         # 'restrictive' is enforced by the cpuset cgroup (v1 here) only.
-        self.assertEqual('0', mems_allowed(pid))
+        self.assertEqual('0', real_libvirt.mems_allowed(pid))
 
         # Delete: no domain, no QEMU, no instance directory.
         instance_dir = self.instance_dir(server)
