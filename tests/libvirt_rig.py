@@ -77,6 +77,7 @@ import pytest
 
 from loki_nova.memtier import guest as guest_mod
 from loki_nova.memtier import metadata
+from tests.sandbox_plugin import in_sandbox
 
 LOG = logging.getLogger(__name__)
 
@@ -193,10 +194,6 @@ namespaces = []
 #: Controllers libvirt needs for its guests: ``cpuset`` is how the
 #: ``restrictive`` numatune of a tiered guest is enforced.
 CGROUP_CONTROLLERS = ('cpuset', 'cpu', 'memory', 'pids')
-
-
-def in_sandbox():
-    return os.environ.get('LOKI_SANDBOX') == '1'
 
 
 def _mounted(path):
@@ -465,11 +462,9 @@ class WorkloadImage(GuestImage):
 
     def __init__(self, directory, data_mb, hot_mb, verify_every_s=20,
                  kernel=None):
-        os.chmod(directory, 0o755)
         program = build_guestload(os.path.join(directory, 'guestload'))
         with open(program, 'rb') as f:
             data = f.read()
-        self.data_mb, self.hot_mb = data_mb, hot_mb
         super().__init__(directory, kernel=kernel, marker=WORKLOAD_MARKER,
                          init=workload_init(data_mb, hot_mb, verify_every_s),
                          programs={'guestload': data})

@@ -812,3 +812,60 @@ def test_plugin_skips_with_loki_sandbox_skip(plugin_pytester, monkeypatch):
     result = plugin_pytester.runpytest_inprocess('-p', 'no:cacheprovider')
     result.assert_outcomes(passed=1, skipped=6)
     assert calls == []
+
+
+MACHINE_TESTS = '''
+import pytest
+
+@pytest.mark.sandbox(cpus=2, node_mib=(1536, 512))
+def test_big():
+    pass
+
+@pytest.mark.sandbox(node_mib=(512, 1024))
+def test_wide():
+    pass
+
+@pytest.mark.sandbox
+def test_plain():
+    pass
+'''
+
+
+def test_plugin_boots_with_the_most_the_markers_ask_for(pytester,
+                                                        monkeypatch):
+    monkeypatch.delenv('LOKI_SANDBOX', raising=False)
+    monkeypatch.delenv(sandbox_plugin.CPUS_ENV, raising=False)
+    monkeypatch.setenv('OS_NOVA_DISABLE_EVENTLET_PATCHING', 'true')
+    pytester.makeini('[pytest]\nmarkers =\n    sandbox: in the sandbox\n')
+    pytester.makeconftest("pytest_plugins = ['tests.sandbox_plugin']\n")
+    pytester.makepyfile(test_machine=MACHINE_TESTS)
+    boots = []
+
+    def run(command, *, cwd, env, timeout, out_dir, keep=(), stream=None,
+            **machine):
+        boots.append((command[command.index('--') + 1:], env, machine))
+        raise sandbox.SandboxUnavailable('recorded only')
+
+    monkeypatch.setattr(sandbox, 'run', run)
+    pytester.runpytest_inprocess('-p', 'no:cacheprovider')
+    [(nodeids, env, machine)] = boots
+    assert len(nodeids) == 3
+    assert machine == {'cpus': 2, 'node_mib': (1536, 1024)}
+    # Nova's concurrency mode goes in with the tests.
+    assert env['OS_NOVA_DISABLE_EVENTLET_PATCHING'] == 'true'
+    boots.clear()
+    # Only the plain test: the defaults.
+    pytester.runpytest_inprocess('-p', 'no:cacheprovider', '-k', 'plain')
+    assert [machine for _, _, machine in boots] == [{'cpus': 1}]
+
+
+def test_libvirt_rig_leaves_the_machines_mounts_and_cgroups_alone(
+        monkeypatch):
+    from tests import libvirt_rig
+    monkeypatch.delenv('LOKI_SANDBOX', raising=False)
+    with open('/proc/self/mountinfo') as f:
+        before = f.read()
+    with pytest.raises(RuntimeError, match='only inside the sandbox'):
+        libvirt_rig.prepare_sandbox()
+    with open('/proc/self/mountinfo') as f:
+        assert f.read() == before
