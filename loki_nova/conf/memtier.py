@@ -14,9 +14,11 @@
 
 """Options of the tiering agent, ``[memtier]`` in memtier.conf."""
 
+import math
 import socket
 
 from oslo_config import cfg
+from oslo_config import types
 
 memtier_group = cfg.OptGroup(
     'memtier',
@@ -24,12 +26,42 @@ memtier_group = cfg.OptGroup(
     help='How loki-memtier-agent samples, classifies and moves the memory '
          'of tiered guests on this host.')
 
+
+class FiniteFloat(types.Float):
+    """A float option's type that refuses nan and infinities.
+
+    ``float()`` takes 'nan' and 'inf', and nan passes any ``min`` (every
+    comparison with it is false): an interval of nan would spin the loop
+    without waiting and one of inf cannot be waited for at all."""
+
+    def __call__(self, value):
+        number = super().__call__(value)
+        if number is not None and not math.isfinite(number):
+            bounds = []
+            if self.min is not None:
+                bounds.append('at least %g' % self.min)
+            if self.max is not None:
+                bounds.append('at most %g' % self.max)
+            raise ValueError('must be a finite number%s, got %s' % (
+                ' ' + ' and '.join(bounds) if bounds else '', number))
+        return number
+
+
+class FiniteFloatOpt(cfg.FloatOpt):
+    """``cfg.FloatOpt`` of a ``FiniteFloat``: every float option of the
+    agent is one."""
+
+    def __init__(self, name, min=None, max=None, **kwargs):
+        cfg.Opt.__init__(self, name, type=FiniteFloat(min, max), **kwargs)
+
+
 memtier_opts = [
-    cfg.FloatOpt(
+    FiniteFloatOpt(
         'interval',
         default=5.0,
         min=0.5,
-        help='Length of one tiering interval, in seconds. Each interval the '
+        help='Length of one tiering interval, in seconds: a finite number, '
+             'at least 0.5. Each interval the '
              'agent collects access samples, updates every guest\'s heat, '
              'recomputes DRAM budgets and moves pages. Default 5 s.'),
     cfg.IntOpt(
@@ -54,8 +86,9 @@ memtier_opts = [
         default=2048,
         min=0,
         help='DRAM, in MiB, that the arbiter never hands to guests, so that '
-             'the host itself (QEMU, libvirtd, the kernel) has room. '
-             'Default 2048.'),
+             'the host itself (QEMU, libvirtd, the kernel) has room. It '
+             'must be less than the DRAM tier\'s capacity: the agent '
+             'refuses to start otherwise. Default 2048.'),
     cfg.IntOpt(
         'heat_decay_shift',
         default=1,
@@ -186,11 +219,12 @@ memtier_opts = [
         help='How long, in seconds, DRAM reserved by reserve_dram for a '
              'guest about to start stays held if no guest with that '
              'instance uuid appears. Default 300.'),
-    cfg.FloatOpt(
+    FiniteFloatOpt(
         'usage_interval',
         default=60.0,
         min=0,
-        help='Period, in seconds, of the usage notifications (event type '
+        help='Period, in seconds (a finite number, at least 0), of the '
+             'usage notifications (event type '
              'loki.memtier.instance.usage, one per tiered instance, for '
              'billing and telemetry). They go out only when '
              '[oslo_messaging_notifications] driver is set (e.g. '

@@ -56,6 +56,19 @@ HEAT_HISTORY = 120
 #: Most columns a kept heat row has; larger guests are binned (the
 #: hottest chunk of a bin stands for it).
 HEAT_BINS = 512
+#: Least time, in seconds, between the starts of two intervals when the
+#: second is started early (by a reservation): however many reservations
+#: arrive, the loop runs at most one early interval per spacing, and that
+#: interval serves all of them.  Capped by ``[memtier] interval``.
+EARLY_WAKE_SPACING_S = 1.0
+#: A reservation is answered (``timeout``, it stays) after this many
+#: intervals in a row that counted it but could not measure every guest,
+#: rather than holding the caller for the whole of its timeout.
+UNMEASURED_INTERVALS = 2
+#: A step of the loop (one guest's measurement, its moves, listing the
+#: guests) that has run for this many intervals is taken as hung:
+#: reservations are answered at once, saying what the loop is stuck on.
+STUCK_INTERVALS = 4
 
 
 @dataclasses.dataclass
@@ -92,11 +105,23 @@ class IntervalReport:
 class Reservation:
     """DRAM promised to an instance about to start (``reserve_dram``).
 
-    It counts against the on-demand guests' shares from the first interval
-    that computes budgets after it was made, and is dropped when the
-    instance appears as a managed guest (its floor then counts as its own)
-    or after ``reservation_ttl`` seconds.  ``settled`` is set by the first
-    interval that ended with every guest within a budget that counted it.
+    ``reserve_dram`` admits it against the floors the loop last published;
+    the next interval admits it again against the floors it has just
+    reconciled (a guest may have started since, or the agent may not have
+    listed its guests yet) and refuses it when they leave no room.  From
+    that interval on it counts against the on-demand guests' shares, never
+    against a floor: if floors grow later, the reservation holds only what
+    they leave.  It is dropped when the instance appears as a managed
+    guest (its floor then counts as its own), when ``release_dram``
+    releases it, or after ``reservation_ttl`` seconds.
+
+    ``answered`` is set once the caller waiting in ``reserve_dram`` can be
+    told something, and ``outcome`` says what: ``settled`` (an interval
+    ended with every guest within budgets that held the reservation whole),
+    ``taken`` (its guest appeared), ``refused`` (``detail`` says why),
+    ``released``, ``expired``, ``replaced`` (by a newer reserve_dram for the
+    same instance) or ``unmeasured`` (guests could not be measured in
+    ``UNMEASURED_INTERVALS`` intervals in a row; the reservation stays).
     """
 
     def __init__(self, instance_uuid, mb, ttl):
@@ -104,8 +129,17 @@ class Reservation:
         self.mb = mb
         self.made = time.monotonic()
         self.expires = self.made + ttl
-        self.settled = threading.Event()
+        self.answered = threading.Event()
+        self.outcome = None
+        self.detail = None
+        #: Checked against freshly reconciled floors by the loop.
+        self.admitted = False
         self.over_budget = {}
+        #: MiB of all pending reservations the floors left no room for,
+        #: in the last interval that counted this one.
+        self.short_mb = 0
+        #: Intervals in a row that counted it and left a guest unmeasured.
+        self.unmeasured = 0
         #: First interval whose budgets counted it, and the one that
         #: settled it.
         self.first_counted = None
@@ -125,6 +159,12 @@ class Reservation:
     def describe(self):
         return '%s (%d MiB, %.0f s old)' % (
             self.instance_uuid, self.mb, time.monotonic() - self.made)
+
+    def finish(self, outcome, detail=None):
+        """Give the waiting caller its answer (the first outcome wins)."""
+        if self.outcome is None:
+            self.outcome, self.detail = outcome, detail
+        self.answered.set()
 
 
 class _Managed:
@@ -184,6 +224,9 @@ class Agent:
         self.topology = topology or topology_mod.discover(
             self.kfs, dict(conf.node_tiers or {}))
         LOG.info('memory tiers: %s', self.topology.describe())
+        # Before any tracker starts: a reserve that leaves guests no DRAM
+        # is a configuration to fix, not one to tier with.
+        topology_mod.check_dram_reserve(self.topology, conf.dram_reserve_mb)
         for conflict in topology_mod.kernel_tiering_conflicts(self.kfs):
             LOG.warning('%s', conflict)
         self.watchers = (watchers if watchers is not None
@@ -206,12 +249,18 @@ class Agent:
         self.last_report = None
         self._last_seen = {}
         self._watch_errors = {}
-        #: Set to start the next interval at once (a reservation, a stop).
+        #: Set to start the next interval early (a reservation, a stop);
+        #: early starts are at least ``EARLY_WAKE_SPACING_S`` apart.
         self.wake = threading.Event()
         #: Guards ``reservations`` and ``_floors`` (read by RPC threads).
         self._lock = threading.Lock()
         self.reservations = {}
         self._floors = {}
+        #: What the loop is doing: (interval, activity, since) or None
+        #: between intervals; read by RPC threads to tell a hung step.
+        self._step = None
+        #: MiB of pending reservations the floors left no room for.
+        self._reservations_short_mb = 0
         #: Called with each IntervalReport (usage metering).
         self.listeners = []
 
@@ -252,14 +301,18 @@ class Agent:
             elif found[key].policy != self.guests[key].guest.policy:
                 LOG.info('guest %s: policy changed from %s to %s', key,
                          self.guests[key].guest.policy, found[key].policy)
-                self.guests[key].guest = found[key]
+                self.guests[key].guest = dataclasses.replace(
+                    found[key], proc=self.guests[key].guest.proc)
         for key, g in found.items():
             if key in self.guests:
                 continue
             try:
                 # Nothing is done to a process (not even tracker set-up)
-                # before its identity is checked.
-                guest_mod.verify(self.kfs, g)
+                # before its identity is checked; from then on its
+                # /proc/PID directory is held open, so nothing read or
+                # written through it can reach a process that takes the
+                # pid over (guest.attach).
+                g = guest_mod.attach(self.kfs, g)
                 m = _Managed(g, self.chunk_size, self.params,
                              self.conf.classifier_backend)
             except guest_mod.GuestGone as exc:
@@ -267,6 +320,7 @@ class Agent:
                 self._forget_seen(key)
                 continue
             except Exception:
+                guest_mod.release(g)
                 LOG.exception('cannot manage guest %s', key)
                 continue
             self.guests[key] = m
@@ -278,28 +332,51 @@ class Agent:
 
     def _publish_floors(self):
         """After reconcile: the floors RPC threads check reservations
-        against, and reservations whose guest has appeared (its floor now
-        counts as its own) or that expired."""
+        against; reservations whose guest has appeared (its floor now
+        counts as its own) or that expired are dropped, and new ones are
+        admitted against these floors, in the order they came."""
         now = time.monotonic()
+        capacity = self.topology.fast_mb
+        reserve = self.conf.dram_reserve_mb
         with self._lock:
             self._floors = {k: m.guest.policy.floor_mb
                             for k, m in self.guests.items()}
+            floors = sum(self._floors.values())
+            room = arbiter.reservation_room(capacity, reserve, floors)
+            held = 0
             for uuid, r in list(self.reservations.items()):
                 if uuid in self.guests:
                     LOG.info('reservation %s taken up: the guest is '
                              'managed', r.describe())
+                    outcome = 'taken'
                 elif now >= r.expires:
                     LOG.warning('reservation %s expired: no guest with that '
                                 'uuid appeared', r.describe())
+                    outcome = 'expired'
+                elif not r.admitted and held + r.mb > room:
+                    outcome = 'refused'
+                    r.detail = (
+                        'DRAM floors of %d MiB of the %d guest(s) running, '
+                        'host reserve %d MiB and earlier reservations of %d '
+                        'MiB leave %d MiB of the %d MiB fast tier, less '
+                        'than %d MiB; nothing was reserved'
+                        % (floors, len(self._floors), reserve, held,
+                           max(0, room - held), capacity, r.mb))
+                    LOG.warning('reservation %s refused: %s', r.describe(),
+                                r.detail)
                 else:
+                    r.admitted = True
+                    held += r.mb
                     continue
                 del self.reservations[uuid]
-                r.settled.set()
+                r.finish(outcome, r.detail)
 
     def _drop(self, key, reason):
-        if self.guests.pop(key, None) is not None:
+        m = self.guests.pop(key, None)
+        if m is not None:
             LOG.info('guest %s dropped: %s', key, reason)
             self.tracker.forget(key)
+            guest_mod.release(m.guest)
         if isinstance(reason, (guest_mod.GuestGone, ProcessLookupError)):
             # A watcher that is down must not bring it back.
             self._forget_seen(key)
@@ -311,7 +388,9 @@ class Agent:
         of ``per_chunk`` pages each: the majority of present pages decides;
         none present is absent."""
         addrs, owner = m.layout.probes(per_chunk, chunks)
-        status = self.mover.query(m.guest.identity.pid, addrs)
+        status = self.mover.query(
+            m.guest.identity.pid, addrs,
+            functools.partial(guest_mod.verify, self.kfs, m.guest))
         code = np.where(status >= 0,
                         self.tier_of_node[np.clip(status, 0, 255)],
                         classifier.TIER_ABSENT)
@@ -341,32 +420,74 @@ class Agent:
     # -- budget -----------------------------------------------------------
 
     def budgets(self, keys, reserved_mb=0):
+        """DRAM budgets of the managed guests ``keys`` (those measured
+        this interval).  The floors of managed guests left out still hold
+        their DRAM, and pending reservations (``reserved_mb``) take only
+        what all the floors leave: neither cuts a floor."""
         demands = []
         for key in keys:
             p = self.guests[key].guest.policy
             demands.append(arbiter.GuestDemand(
                 key, p.policy, p.floor_mb, p.ceiling_mb,
                 int(self.guests[key].hot_mb)))
-        capacity = self.topology.fast_mb
+        keys = set(keys)
+        unmeasured = sum(m.guest.policy.floor_mb
+                         for k, m in self.guests.items() if k not in keys)
+        capacity = max(0, self.topology.fast_mb - unmeasured)
         try:
             return arbiter.allocate(capacity, self.conf.dram_reserve_mb,
                                     demands, reserved_mb)
         except arbiter.InsufficientDram as exc:
-            usable = max(0, capacity - self.conf.dram_reserve_mb
-                         - reserved_mb)
+            # Only the floors themselves (and the host reserve) can get
+            # here: a reservation never takes a floor's place.
+            usable = max(0, capacity - self.conf.dram_reserve_mb)
             scale = usable / max(1, exc.floors_mb)
             LOG.error('%s; every floor is scaled by %.2f until it fits',
                       exc, scale)
             return {d.name: d.floor_mb * scale for d in demands}
 
+    def _reservations_short(self, reserved_mb):
+        """MiB of ``reserved_mb`` the floors of all managed guests leave no
+        room for (0 when it all fits); a change is logged."""
+        floors = sum(m.guest.policy.floor_mb for m in self.guests.values())
+        room = arbiter.reservation_room(self.topology.fast_mb,
+                                        self.conf.dram_reserve_mb, floors)
+        short = max(0, reserved_mb - room)
+        if short != self._reservations_short_mb:
+            if short:
+                LOG.warning('pending reservations of %d MiB are %d MiB '
+                            'short: the floors of running guests (%d MiB) '
+                            'and the host reserve (%d MiB) come first and '
+                            'leave %d MiB; no floor is cut', reserved_mb,
+                            short, floors, self.conf.dram_reserve_mb, room)
+            else:
+                LOG.info('pending reservations of %d MiB are held whole '
+                         'again', reserved_mb)
+            self._reservations_short_mb = short
+        return short
+
     # -- the interval ---------------------------------------------------------
 
+    def _doing(self, activity):
+        """Note what the loop does now (None: resting between intervals)
+        for RPC threads that must tell a hung step from a slow one."""
+        self._step = None if activity is None else (
+            self.number, activity, time.monotonic())
+
     def run_interval(self):
+        try:
+            return self._run_interval()
+        finally:
+            self._doing(None)
+
+    def _run_interval(self):
         self.number += 1
         wall0, cpu0 = time.monotonic(), time.process_time()
+        self._doing('listing guests')
         self._reconcile(self._watch())
         self._publish_floors()
         try:
+            self._doing('updating the %s tracker' % self.tracker.name)
             self.tracker.update({k: (m.guest, m.layout)
                                  for k, m in self.guests.items()})
         except Exception:
@@ -378,6 +499,7 @@ class Agent:
                  for k, m in self.guests.items()}
         observed = {}
         for key, m in list(self.guests.items()):
+            self._doing('measuring guest %s' % key)
             try:
                 guest_mod.verify(self.kfs, m.guest)
                 access = self.tracker.sample(m.guest, m.layout)
@@ -389,14 +511,18 @@ class Agent:
                 LOG.exception('guest %s: sampling failed', key)
                 stats[key].error = str(exc)
         with self._lock:
-            pending = list(self.reservations.values())
+            # (one made since _publish_floors waits for the next interval,
+            # which admits it against the floors)
+            pending = [r for r in self.reservations.values() if r.admitted]
         for r in pending:
             if r.first_counted is None:
                 r.first_counted = self.number
             r.last_counted = self.number
+        reserved = sum(r.mb for r in pending)
+        short = self._reservations_short(reserved)
+        self._doing('computing budgets')
         try:
-            budgets = self.budgets(list(observed),
-                                   sum(r.mb for r in pending))
+            budgets = self.budgets(list(observed), reserved)
         except Exception:
             LOG.exception('the arbiter failed; no moves this interval')
             observed = {}
@@ -405,6 +531,7 @@ class Agent:
             if self.stop.is_set():
                 break
             m, st = self.guests[key], stats[key]
+            self._doing('tiering guest %s' % key)
             try:
                 self._tier_guest(m, st, access, tier, budgets[key], share)
             except (guest_mod.GuestGone, ProcessLookupError) as exc:
@@ -420,7 +547,8 @@ class Agent:
                                 time.process_time() - cpu0, stats,
                                 time.time())
         self.last_report = report
-        self._settle(pending, stats)
+        self._doing(None)
+        self._settle(pending, stats, short)
         for listener in self.listeners:
             try:
                 listener(report)
@@ -504,12 +632,32 @@ class Agent:
                     LOG.exception('interval %d failed', self.number)
                 if max_intervals and self.number >= max_intervals:
                     break
-                rest = self.conf.interval - (time.monotonic() - start)
-                if rest > 0 and not self.stop.is_set():
-                    self.wake.wait(rest)
-                self.wake.clear()
+                self._rest(start)
         finally:
             self.close()
+
+    def _rest(self, started):
+        """Wait for the next interval: ``interval`` seconds after the start
+        of the last one, or earlier when woken, but never sooner than
+        ``EARLY_WAKE_SPACING_S`` after it started.  Wakes that come in the
+        meantime (a flood of reservations) are served by one interval."""
+        spacing = min(EARLY_WAKE_SPACING_S, self.conf.interval)
+        due = started + self.conf.interval
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if now >= due:
+                break
+            if not self.wake.is_set():
+                self.wake.wait(due - now)
+                continue
+            if now >= started + spacing:
+                LOG.debug('interval %d starts %.1f s early, for pending '
+                          'reservations', self.number + 1, due - now)
+                break
+            self.stop.wait(started + spacing - now)
+        # Cleared before the interval starts: a reservation made during
+        # it wakes the next one.
+        self.wake.clear()
 
     def shutdown(self):
         """Stop after the move batch in flight (signal-safe)."""
@@ -518,26 +666,41 @@ class Agent:
 
     # -- reservations and stats (called from RPC threads) ------------------
 
-    def _settle(self, counted, stats):
+    def _settle(self, counted, stats, short_mb=0):
         """A reservation counted by this interval's budgets is settled
-        when every guest ended it within its budget (one chunk of
-        slack for rounding)."""
+        when the budgets held every reservation whole (``short_mb`` 0) and
+        every guest ended the interval within its budget (one chunk of
+        slack for rounding).  One that is not, with guests left
+        unmeasured ``UNMEASURED_INTERVALS`` times in a row, is answered
+        anyway (it stays)."""
         slack = self.chunk_size / MiB
         over = {}
+        unmeasured = False
         for k, st in stats.items():
             if not st.tiered or st.error:
                 over[k] = 'was not measured (%s)' % (
                     st.error or 'interval cut short')
+                unmeasured = True
             elif st.dram_mb > st.budget_mb + slack:
                 over[k] = 'holds %d MiB over a budget of %d MiB' % (
                     st.dram_mb, st.budget_mb)
         for r in counted:
             r.over_budget = over
-            if not over and not r.settled.is_set():
-                r.settled_in = self.number
-                LOG.info('reservation %s: room made in interval %d',
-                         r.describe(), self.number)
-                r.settled.set()
+            r.short_mb = short_mb
+            if not over and not short_mb:
+                if r.settled_in is None:
+                    r.settled_in = self.number
+                    LOG.info('reservation %s: room made in interval %d',
+                             r.describe(), self.number)
+                r.finish('settled')
+                continue
+            r.unmeasured = r.unmeasured + 1 if unmeasured else 0
+            if r.unmeasured >= UNMEASURED_INTERVALS and \
+                    not r.answered.is_set():
+                LOG.info('reservation %s: answered without room, guests '
+                         'were not measured in %d intervals in a row',
+                         r.describe(), r.unmeasured)
+                r.finish('unmeasured')
 
     def reserve_dram(self, instance_uuid, mb, timeout):
         """Make room in DRAM for ``mb`` MiB of a guest about to start; see
@@ -565,6 +728,8 @@ class Agent:
                                'floor of %d MiB is held'
                                % self._floors[instance_uuid],
                                instance_uuid, mb)
+            # The floors the loop last published; it admits the
+            # reservation again against the floors of its next interval.
             others = sum(r.mb for u, r in self.reservations.items()
                          if u != instance_uuid)
             floors = sum(self._floors.values())
@@ -581,29 +746,113 @@ class Agent:
             old = self.reservations.get(instance_uuid)
             self.reservations[instance_uuid] = r
         if old is not None:
-            old.settled.set()
+            old.finish('replaced')
         LOG.info('reservation %s made; pulling on-demand guests toward '
                  'their floors', r.describe())
         self.wake.set()
-        settled = r.settled.wait(timeout)
-        waited = time.monotonic() - started
-        if settled and self.reservations.get(instance_uuid) in (r, None):
-            if r.settled_in is None:
-                reason = 'the guest appeared while room was being made'
-            else:
-                reason = 'room made in interval %d, the %s that counted ' \
-                    'the reservation' % (r.settled_in, _ordinal(r.intervals))
-            return _answer(rpc.OK, reason, instance_uuid, mb, waited,
-                           r.intervals, self._free_fast_mb())
-        over = ', '.join('%s %s' % kv for kv in
-                         sorted(r.over_budget.items())) or \
-            'no interval has counted the reservation yet'
-        return _answer(rpc.TIMEOUT, 'no room after %.1f s (%d interval(s)): '
-                       '%s; the reservation stays until the guest appears '
-                       'or for %d s' % (waited, r.intervals, over,
-                                        self.conf.reservation_ttl),
-                       instance_uuid, mb, waited, r.intervals,
-                       self._free_fast_mb())
+        deadline = started + timeout
+        stuck = None
+        while not r.answered.is_set():
+            now = time.monotonic()
+            stuck = self._stuck()
+            if stuck or now >= deadline:
+                break
+            # Look again when the step in progress (or one starting now)
+            # would count as hung.
+            step = self._step
+            since = step[2] if step is not None else now
+            until = min(deadline, since + self._stuck_after_s() + 0.01)
+            r.answered.wait(max(0.0, until - now))
+        return self._reservation_answer(r, time.monotonic() - started, stuck)
+
+    def _stuck_after_s(self):
+        return STUCK_INTERVALS * self.conf.interval
+
+    def _stuck(self):
+        """What the loop has been doing for longer than a step may take
+        (``STUCK_INTERVALS`` intervals), or None."""
+        step = self._step
+        if step is None:
+            return None
+        number, activity, since = step
+        age = time.monotonic() - since
+        if age < self._stuck_after_s():
+            return None
+        return 'interval %d has been %s for %.1f s' % (number, activity, age)
+
+    def _reservation_answer(self, r, waited, stuck=None):
+        from loki_nova.memtier import rpc
+        outcome = r.outcome
+        args = (r.instance_uuid, r.mb, waited, r.intervals,
+                self._free_fast_mb())
+        if outcome == 'settled':
+            return _answer(rpc.OK, 'room made in interval %d, the %s that '
+                           'counted the reservation'
+                           % (r.settled_in, _ordinal(r.intervals)), *args)
+        if outcome == 'taken':
+            return _answer(rpc.OK, 'the guest appeared while room was being '
+                           'made', *args)
+        if outcome == 'refused':
+            return _answer(rpc.INSUFFICIENT, r.detail, *args)
+        if outcome == 'released':
+            return _answer(rpc.RELEASED, 'released by release_dram before '
+                           'room was made; nothing is held', *args)
+        if outcome == 'expired':
+            return _answer(rpc.TIMEOUT, 'no guest with this uuid appeared in '
+                           '%d s (reservation_ttl) and no room was made; the '
+                           'reservation expired and nothing is held'
+                           % self.conf.reservation_ttl, *args)
+        if outcome == 'replaced':
+            return _answer(rpc.TIMEOUT, 'a newer reserve_dram for the same '
+                           'instance replaced this one before room was '
+                           'made', *args)
+        why = ', '.join('%s %s' % kv for kv in sorted(r.over_budget.items()))
+        if r.short_mb:
+            why = ', '.join(filter(None, [
+                'the floors of running guests leave %d MiB too little for '
+                'the pending reservations' % r.short_mb, why]))
+        if stuck:
+            why = ', '.join(filter(None, [stuck, why]))
+        if not why:
+            why = 'no interval has counted the reservation yet'
+        if outcome == 'unmeasured':
+            head = 'no room confirmed in %d interval(s) in a row with a ' \
+                'guest not measured' % r.unmeasured
+        else:
+            head = 'no room after %.1f s (%d interval(s))' % (
+                waited, r.intervals)
+        return _answer(rpc.TIMEOUT, '%s: %s; the reservation stays until the '
+                       'guest appears, release_dram releases it or for %d s'
+                       % (head, why, self.conf.reservation_ttl), *args)
+
+    def release_dram(self, instance_uuid):
+        """Drop the reservation held for ``instance_uuid`` (its spawn
+        failed or went to another host).  Idempotent: releasing what is
+        not held answers ``unknown``."""
+        from loki_nova.memtier import rpc
+        try:
+            instance_uuid = str(uuid_mod.UUID(str(instance_uuid)))
+        except ValueError:
+            return {'status': rpc.INVALID, 'reason': 'instance_uuid %r is '
+                    'not a UUID' % (instance_uuid,),
+                    'instance_uuid': instance_uuid, 'mb': 0}
+        with self._lock:
+            r = self.reservations.pop(instance_uuid, None)
+            waiting = bool(self.reservations)
+        if r is None:
+            return {'status': rpc.UNKNOWN, 'instance_uuid': instance_uuid,
+                    'mb': 0, 'reason': 'no reservation is held for this '
+                    'instance (none was made, or its guest appeared, or it '
+                    'was released or expired)'}
+        r.finish('released')
+        LOG.info('reservation %s released; its DRAM goes back to on-demand '
+                 'guests', r.describe())
+        if waiting:
+            # other reservations may fit now
+            self.wake.set()
+        return {'status': rpc.RELEASED, 'instance_uuid': instance_uuid,
+                'mb': r.mb, 'reason': 'the reservation of %d MiB was '
+                'dropped' % r.mb}
 
     def _free_fast_mb(self):
         """MemFree of the fast tier's nodes, as the kernel counts it."""
@@ -688,6 +937,8 @@ class Agent:
             self.tracker.close()
         except Exception:
             LOG.exception('closing the %s tracker failed', self.tracker.name)
+        for m in self.guests.values():
+            guest_mod.release(m.guest)
 
 
 def _ordinal(n):

@@ -17,11 +17,16 @@ address ranges of its RAM, plus the tiering policy it was given.
 
 Identity is pid + process start time (+ the libvirt domain uuid for QEMU
 guests, checked against ``-uuid`` on QEMU's command line).  A pid alone can
-be recycled by an unrelated process; ``verify`` is called before every move
-batch, and a guest whose identity no longer holds is dropped without
-anything being moved.
+be recycled by an unrelated process.  The agent ``attach`` es every guest it
+manages: it holds the process's /proc/PID directory open, checked once
+against the identity, and reads stat, maps and pagemap and writes
+clear_refs through it, so none of them can reach a process that took the
+pid over.  ``verify`` runs before and after every ``move_pages`` call
+(which can only name a pid), and a guest whose identity no longer holds is
+dropped without anything more being moved.
 """
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -113,35 +118,91 @@ class Guest:
     policy: Policy
     #: Which watcher found it: 'libvirt' or 'process'.
     source: str
+    #: The process's /proc/PID directory held open (``kernfs.ProcessDir``)
+    #: once the agent manages the guest (``attach``); None before.
+    proc: object = dataclasses.field(default=None, compare=False,
+                                     repr=False)
 
     @property
     def ram_bytes(self):
         return sum(r.size for r in self.ranges)
 
 
+def _check(proc, guest):
+    """Raise ``GuestGone`` unless the process of ``proc`` is ``guest``'s:
+    alive, the same start time, and for QEMU guests the same domain uuid
+    on its command line."""
+    ident = guest.identity
+    try:
+        state, start = proc.stat()
+        if state in ('Z', 'X'):
+            raise ProcessLookupError
+        if start != ident.start_time:
+            raise GuestGone(guest.key, 'pid %d was recycled (started at '
+                            'tick %d, expected %d)' % (
+                                ident.pid, start, ident.start_time))
+        if ident.uuid and not _has_uuid(proc.cmdline(), ident.uuid):
+            raise GuestGone(guest.key, 'process %d is not domain %s'
+                            % (ident.pid, ident.uuid))
+    except ProcessLookupError:
+        raise GuestGone(guest.key, 'process %d exited' % ident.pid) \
+            from None
+
+
 def verify(kfs, guest):
     """Raise ``GuestGone`` unless ``guest``'s process still is the one the
     watcher found: same pid, same start time, and for QEMU guests the same
-    domain uuid on its command line."""
-    ident = guest.identity
+    domain uuid on its command line.  An attached guest is checked
+    through its held /proc/PID directory."""
+    with process_dir(kfs, guest):
+        pass
+
+
+@contextlib.contextmanager
+def process_dir(kfs, guest):
+    """The /proc/PID directory of ``guest``'s process, checked to be the
+    guest's: the held one of an attached guest (re-checked), or for a
+    guest not attached one opened for this use and closed after it.
+    Raises ``GuestGone``."""
+    if guest.proc is not None:
+        _check(guest.proc, guest)
+        yield guest.proc
+        return
     try:
-        state, start = kfs.process_stat(ident.pid)
+        proc = kfs.process_dir(guest.identity.pid)
     except ProcessLookupError:
-        raise GuestGone(guest.key, 'process %d exited' % ident.pid)
-    if state in ('Z', 'X'):
-        raise GuestGone(guest.key, 'process %d exited' % ident.pid)
-    if start != ident.start_time:
-        raise GuestGone(guest.key, 'pid %d was recycled (started at tick '
-                        '%d, expected %d)' % (ident.pid, start,
-                                              ident.start_time))
-    if ident.uuid:
-        try:
-            argv = kfs.process_cmdline(ident.pid)
-        except ProcessLookupError:
-            raise GuestGone(guest.key, 'process %d exited' % ident.pid)
-        if not _has_uuid(argv, ident.uuid):
-            raise GuestGone(guest.key, 'process %d is not domain %s'
-                            % (ident.pid, ident.uuid))
+        raise GuestGone(guest.key, 'process %d exited'
+                        % guest.identity.pid) from None
+    with proc:
+        _check(proc, guest)
+        yield proc
+
+
+def attach(kfs, guest):
+    """``guest`` holding its process's /proc/PID directory open, checked
+    against its identity: from then on nothing read or written through it
+    can reach another process.  Raises ``GuestGone``.  ``release`` closes
+    the directory."""
+    if guest.proc is not None:
+        _check(guest.proc, guest)
+        return guest
+    try:
+        proc = kfs.process_dir(guest.identity.pid)
+    except ProcessLookupError:
+        raise GuestGone(guest.key, 'process %d exited'
+                        % guest.identity.pid) from None
+    try:
+        _check(proc, guest)
+    except BaseException:
+        proc.close()
+        raise
+    return dataclasses.replace(guest, proc=proc)
+
+
+def release(guest):
+    """Close the /proc/PID directory ``attach`` opened, if any."""
+    if guest.proc is not None:
+        guest.proc.close()
 
 
 def _has_uuid(argv, uuid):

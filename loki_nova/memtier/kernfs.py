@@ -121,6 +121,43 @@ class KernelFS:
             raise KernelFSError(errno.EINVAL, '%s holds %r, not an integer'
                                 % (self.path(rel), text)) from None
 
+    def read_ints(self, rel):
+        """The whitespace-separated integers of a file, e.g. a node's
+        distance row."""
+        text = self.read_text(rel)
+        try:
+            return [int(word) for word in text.split()]
+        except ValueError:
+            raise KernelFSError(errno.EINVAL, '%s holds %r, not integers '
+                                'separated by spaces'
+                                % (self.path(rel), text)) from None
+
+    def read_list(self, rel):
+        """A kernel cpu/node list file (see ``parse_list``)."""
+        text = self.read_text(rel)
+        try:
+            return parse_list(text)
+        except ValueError as exc:
+            raise KernelFSError(errno.EINVAL, '%s: %s'
+                                % (self.path(rel), exc)) from None
+
+    def read_node_meminfo(self, rel):
+        """{field: kB} from a node's meminfo, whose lines read
+        ``Node 0 MemTotal:       16307564 kB``."""
+        out = {}
+        for line in self.read_text(rel).splitlines():
+            parts = line.split()
+            if len(parts) < 4 or parts[0] != 'Node' \
+                    or not parts[2].endswith(':'):
+                continue
+            try:
+                out[parts[2][:-1]] = int(parts[3])
+            except ValueError:
+                raise KernelFSError(errno.EINVAL, '%s: %r is not "Node N '
+                                    'Field: integer kB"'
+                                    % (self.path(rel), line)) from None
+        return out
+
     def _refuse_damon_write(self, rel):
         """Raise unless writing ``rel`` is allowed: anything that resolves
         into a DAMON directory (ours below root, or the machine's) needs
@@ -165,9 +202,7 @@ class KernelFS:
             if exc.errno in (errno.ENOENT, errno.ESRCH):
                 raise ProcessLookupError(errno.ESRCH, 'no process %d' % pid)
             raise
-        # The command name (field 2) may hold spaces and parentheses.
-        fields = text[text.rindex(')') + 2:].split()
-        return fields[0], int(fields[19])
+        return _parse_stat(text, self.path('proc/%d/stat' % pid))
 
     def process_start_time(self, pid):
         return self.process_stat(pid)[1]
@@ -189,11 +224,140 @@ class KernelFS:
                 lines = f.read().splitlines()
         except FileNotFoundError:
             raise ProcessLookupError(errno.ESRCH, 'no process %d' % pid)
-        maps = []
-        for line in lines:
-            parts = line.split(None, 5)
-            lo, hi = parts[0].split('-')
-            maps.append(Mapping(int(lo, 16), int(hi, 16), parts[1],
-                                int(parts[2], 16), int(parts[4]),
-                                parts[5] if len(parts) > 5 else ''))
-        return maps
+        return _parse_maps(lines)
+
+    def process_dir(self, pid):
+        """``pid``'s /proc/PID directory, held open (``ProcessDir``)."""
+        return ProcessDir(self, pid)
+
+
+def _parse_stat(text, path):
+    """(state letter, start time) from the text of a /proc/PID/stat."""
+    try:
+        # The command name (field 2) may hold spaces and parentheses.
+        fields = text[text.rindex(')') + 2:].split()
+        return fields[0], int(fields[19])
+    except (ValueError, IndexError):
+        raise KernelFSError(errno.EINVAL, '%s holds %r, not a process\'s '
+                            'stat line' % (path, text[:200])) from None
+
+
+def _parse_maps(lines):
+    maps = []
+    for line in lines:
+        parts = line.split(None, 5)
+        lo, hi = parts[0].split('-')
+        maps.append(Mapping(int(lo, 16), int(hi, 16), parts[1],
+                            int(parts[2], 16), int(parts[4]),
+                            parts[5] if len(parts) > 5 else ''))
+    return maps
+
+
+class ProcessDir:
+    """One process's /proc/PID directory, held open.
+
+    A pid names whichever process holds it now; an open /proc/PID
+    directory names the process it was opened for, and no other: once
+    that process has been reaped, every file opened through it fails with
+    ESRCH, even after the pid has gone to a new process.  So stat,
+    cmdline, maps, pagemap and clear_refs used through one belong to that
+    process or to nothing, and the identity checked once (its start time)
+    holds for every later use.  Methods raise ``ProcessLookupError`` when
+    the process is gone and ``KernelFSError`` (naming the file) for
+    anything else."""
+
+    def __init__(self, kfs, pid):
+        self.pid = pid
+        self.path = kfs.path('proc/%d' % pid)
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY
+                              | os.O_CLOEXEC)
+        except (FileNotFoundError, ProcessLookupError):
+            raise ProcessLookupError(errno.ESRCH, 'no process %d' % pid) \
+                from None
+        except OSError as exc:
+            raise KernelFSError(exc.errno, 'cannot open %s: %s'
+                                % (self.path, exc.strerror)) from None
+
+    def __repr__(self):
+        return 'ProcessDir(%r)' % self.path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def explain(self, exc, name, what):
+        """The exception to raise for ``exc`` (an ``OSError``) from
+        ``what`` ('open', 'read', ...) on ``name`` in the directory."""
+        # ESRCH: the process was reaped (the directory's permission check
+        # finds no task), whoever holds the pid now.
+        if exc.errno == errno.ESRCH:
+            return ProcessLookupError(errno.ESRCH, 'process %d is gone (%s '
+                                      '%s/%s)' % (self.pid, what,
+                                                  self.path, name))
+        return KernelFSError(exc.errno, 'cannot %s %s/%s: %s' % (
+            what, self.path, name, exc.strerror))
+
+    def open_fd(self, name, flags):
+        """A raw fd of ``name`` in the directory, opened with ``flags``."""
+        if self.fd is None:
+            raise ProcessLookupError(errno.ESRCH, '%s was closed: the agent '
+                                     'no longer follows process %d'
+                                     % (self.path, self.pid))
+        try:
+            return os.open(name, flags | os.O_CLOEXEC, dir_fd=self.fd)
+        except OSError as exc:
+            raise self.explain(exc, name, 'open') from None
+
+    def open(self, name):
+        """``name`` opened for unbuffered binary reading (pagemap)."""
+        return os.fdopen(self.open_fd(name, os.O_RDONLY), 'rb',
+                         buffering=0)
+
+    def read_bytes(self, name):
+        fd = self.open_fd(name, os.O_RDONLY)
+        chunks = []
+        try:
+            while True:
+                data = os.read(fd, 65536)
+                if not data:
+                    break
+                chunks.append(data)
+        except OSError as exc:
+            raise self.explain(exc, name, 'read') from None
+        finally:
+            os.close(fd)
+        return b''.join(chunks)
+
+    def write_text(self, name, value):
+        fd = self.open_fd(name, os.O_WRONLY)
+        try:
+            os.write(fd, str(value).encode())
+        except OSError as exc:
+            raise self.explain(exc, name, 'write %r to' % str(value)) \
+                from None
+        finally:
+            os.close(fd)
+
+    def stat(self):
+        """(state letter, start time in clock ticks since boot)."""
+        return _parse_stat(self.read_bytes('stat').decode(errors='replace'),
+                           '%s/stat' % self.path)
+
+    def cmdline(self):
+        """argv as a list of strings."""
+        raw = self.read_bytes('cmdline')
+        return [a.decode('utf-8', errors='surrogateescape')
+                for a in raw.split(b'\0')[:-1]]
+
+    def maps(self):
+        """The process's mappings as ``Mapping`` s."""
+        return _parse_maps(self.read_bytes('maps').decode(
+            errors='surrogateescape').splitlines())

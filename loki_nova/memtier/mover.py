@@ -16,9 +16,13 @@
 
 ``Mover.move`` sends page addresses to one node in batches, paced so that
 the bytes sent never run ahead of the rate cap (one token bucket shared by
-every guest of the agent).  Each batch starts with the caller's identity
-check, so a guest whose process exited or whose pid was recycled loses at
-most the batch in flight - never a page of someone else's.
+every guest of the agent).  move_pages(2) can only name a pid, so the
+caller's identity check runs right before and right after every call: a
+call made while the process was still the guest's (checked after it,
+through the guest's held /proc/PID directory) acted on the guest, since a
+pid is not given to another process while its holder exists.  A guest
+whose process exited or whose pid was recycled stops the move at once
+(``verify`` raises), and no further call names its pid.
 
 Per-page status is read the way the kernel means it:
 
@@ -247,15 +251,22 @@ class Mover:
         by_rate = int(self.limiter.rate * 0.1) // PAGE_SIZE
         return max(16, min(self.batch_pages, by_rate or 16))
 
-    def query(self, pid, pages):
-        """Where ``pages`` of ``pid`` are: node id, or -errno per page."""
-        return move_pages(pid, pages)
+    def query(self, pid, pages, verify=None):
+        """Where ``pages`` of ``pid`` are: node id, or -errno per page.
+        ``verify()``, if given, runs before and after the call."""
+        if verify is not None:
+            verify()
+        status = move_pages(pid, pages)
+        if verify is not None:
+            verify()
+        return status
 
     def move(self, pid, pages, node, verify=None):
         """Move ``pages`` of ``pid`` to ``node``, at most at the rate cap.
-        ``verify()`` runs before every batch and raises to stop (e.g.
-        ``guest.GuestGone``).  Returns a ``MoveResult``; stops early (with
-        the rest uncounted) when the limiter is stopped."""
+        ``verify()`` runs before and after every move_pages call and
+        raises to stop (e.g. ``guest.GuestGone``).  Returns a
+        ``MoveResult``; stops early (with the rest uncounted) when the
+        limiter is stopped."""
         pages = np.ascontiguousarray(pages, dtype=np.uint64)
         result = MoveResult()
         t0 = time.monotonic()
@@ -270,15 +281,24 @@ class Mover:
 
     def _move_batch(self, pid, pages, node, verify=None):
         res = MoveResult(requested=len(pages))
-        if verify is not None:
-            verify()
+
+        def call(*args):
+            if verify is not None:
+                verify()
+            status = move_pages(pid, *args)
+            if verify is not None:
+                # Still the guest's process after the call: the call
+                # acted on it.  If not, stop here; the caller drops it.
+                verify()
+            return status
+
         if self.query_only:
-            status = move_pages(pid, pages)
+            status = call(pages)
             res.placed = int((status == node).sum())
             res.absent = int(((status == -errno.ENOENT)
                               | (status == -errno.EFAULT)).sum())
             return res
-        status = move_pages(pid, pages, node)
+        status = call(pages, node)
         pending = np.ones(len(pages), dtype=bool)
         for attempt in range(self.retries + 1):
             done = pending & (status == node)
@@ -294,14 +314,12 @@ class Mover:
             # Not final: look where the pages are now, retry the rest.
             res.retries += 1
             idx = np.flatnonzero(pending)
-            status[idx] = move_pages(pid, pages[idx])
+            status[idx] = call(pages[idx])
             elsewhere = idx[status[idx] != node]
             elsewhere = elsewhere[~np.isin(status[elsewhere], _SKIP)
                                   & (status[elsewhere] != -errno.EACCES)]
             if len(elsewhere):
-                if verify is not None:
-                    verify()
-                status[elsewhere] = move_pages(pid, pages[elsewhere], node)
+                status[elsewhere] = call(pages[elsewhere], node)
         res.failed = int(pending.sum())
         if res.failed:
             LOG.debug('process %d: %d of %d pages not moved to node %d after '

@@ -22,13 +22,21 @@ history:
 * 1.0 -- ``reserve_dram(instance_uuid, mb, timeout)``,
   ``guest_stats(instance_uuid)``, ``host_stats()``.
 * 1.1 -- ``guest_heat(instance_uuid)`` (heat maps).
+* 1.2 -- ``release_dram(instance_uuid)`` (a spawn that failed or was
+  rescheduled gives its reservation back).
 
 Answers are plain dicts (JSON-safe), so any client can read them.
 ``reserve_dram`` answers ``{"status": ..., "reason": ...}`` plus figures;
-status is ``ok`` (the room is there), ``timeout`` (not yet, the
-reservation stays until the guest appears or expires), ``insufficient``
-(the guaranteed floors leave no room; nothing was reserved) or
-``invalid`` (a bad argument, named in the reason).
+status is ``ok`` (the room is there), ``timeout`` (no room confirmed in
+time, or the agent is stuck: the reason says why; the reservation stays
+until the guest appears, it is released or it expires, unless the reason
+says it already expired or was replaced), ``insufficient`` (the floors of
+the running guests leave no room; nothing was reserved), ``released``
+(``release_dram`` dropped it while the caller waited) or ``invalid`` (a
+bad argument, named in the reason).  ``release_dram`` answers
+``released`` (the reservation and its MiB are gone), ``unknown`` (none
+was held: never made, taken up by its guest, released or expired) or
+``invalid``; releasing twice is harmless.
 
 The client never reconstructs server exceptions from class names;
 ``guest_stats`` of an instance the agent does not manage raises
@@ -48,7 +56,7 @@ TOPIC = 'loki-memtier'
 #: and nova-compute (control_exchange "nova") meet whatever their
 #: defaults are.
 EXCHANGE = 'loki'
-VERSION = '1.1'
+VERSION = '1.2'
 #: Seconds a client waits beyond the ``timeout`` it gives reserve_dram,
 #: for the answer to travel back.
 REPLY_MARGIN_S = 5
@@ -59,10 +67,64 @@ OK = 'ok'
 TIMEOUT = 'timeout'
 INSUFFICIENT = 'insufficient'
 INVALID = 'invalid'
+RELEASED = 'released'
+UNKNOWN = 'unknown'
+
+
+#: Longest instance key the agent can manage: an instance uuid has 36
+#: characters and a process-watcher registration name at most 128.
+MAX_KEY_CHARS = 128
+#: Most characters of a caller's value that an answer or a log line shows.
+SHOWN_CHARS = 80
+#: Numbers beyond this are no MiB count or timeout; they are shown, not
+#: passed on (a 5000-digit integer cannot even be printed: Python refuses).
+_MAX_NUMBER = 2 ** 63
 
 
 class GuestNotManaged(Exception):
     """The agent does not manage (or no longer manages) this instance."""
+
+
+def shown(value, limit=SHOWN_CHARS):
+    """``value`` as one line of printable text of about ``limit``
+    characters at most, for answers and log lines: a caller's value may
+    be megabytes long, and may hold newlines or terminal escapes that
+    would forge or garble log lines.  Characters that are not printable
+    are written as Python escapes (``\\n``, ``\\x1b``, ``\\u2028``); a
+    longer text is cut and says how long it was."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = repr(value)
+        except ValueError:     # an int too long to print
+            text = '<an integer of %d bits>' % value.bit_length()
+    out = ''.join(c if c.isprintable() else
+                  c.encode('unicode_escape').decode('ascii')
+                  for c in text[:limit])
+    if len(out) > limit or len(text) > limit:
+        out = '%s... (%d characters)' % (out[:limit], len(text))
+    return out
+
+
+def _key(instance_uuid):
+    """``instance_uuid`` as a caller sent it when it could name a guest (a
+    string of at most ``MAX_KEY_CHARS`` printable characters), else its
+    ``shown`` form, which names none and is safe to answer and log."""
+    if isinstance(instance_uuid, str) and \
+            len(instance_uuid) <= MAX_KEY_CHARS and \
+            instance_uuid.isprintable():
+        return instance_uuid
+    return shown(instance_uuid)
+
+
+def _number(value):
+    """``value`` when it is a number the agent can weigh, else its
+    ``shown`` form, which the agent refuses as not a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and -_MAX_NUMBER < value < _MAX_NUMBER:
+        return value
+    return shown(value)
 
 
 #: Option groups oslo.messaging 18 reads from the conf it is given but
@@ -96,14 +158,21 @@ def prepare_conf(conf):
 
 class AgentEndpoint:
     """Server side: forwards calls to an ``Agent`` (anything with
-    ``reserve_dram``, ``guest_stats``, ``host_stats``)."""
+    ``reserve_dram``, ``release_dram``, ``guest_stats``, ``guest_heat``,
+    ``host_stats``)."""
 
     target = messaging.Target(version=VERSION)
 
     def __init__(self, agent):
         self.agent = agent
 
+    # What callers send is bounded and made printable here, before the
+    # agent sees it: every answer and log line after this point carries
+    # at most a short, single-line form of it.
+
     def reserve_dram(self, ctxt, instance_uuid, mb, timeout):
+        instance_uuid = _key(instance_uuid)
+        mb, timeout = _number(mb), _number(timeout)
         LOG.info('reserve_dram(%s, %s MiB, timeout %s s) requested%s',
                  instance_uuid, mb, timeout, _request_id(ctxt))
         answer = self.agent.reserve_dram(instance_uuid, mb, timeout)
@@ -112,21 +181,27 @@ class AgentEndpoint:
                  '' if answer['status'] == OK else ': ' + answer['reason'])
         return answer
 
+    def release_dram(self, ctxt, instance_uuid):
+        answer = self.agent.release_dram(_key(instance_uuid))
+        LOG.info('release_dram(%s): %s: %s%s', answer['instance_uuid'],
+                 answer['status'], answer['reason'], _request_id(ctxt))
+        return answer
+
     @messaging.expected_exceptions(GuestNotManaged)
     def guest_stats(self, ctxt, instance_uuid):
-        return self.agent.guest_stats(instance_uuid)
+        return self.agent.guest_stats(_key(instance_uuid))
 
     @messaging.expected_exceptions(GuestNotManaged)
     def guest_heat(self, ctxt, instance_uuid):
-        return self.agent.guest_heat(instance_uuid)
+        return self.agent.guest_heat(_key(instance_uuid))
 
     def host_stats(self, ctxt):
         return self.agent.host_stats()
 
 
 def _request_id(ctxt):
-    rid = (ctxt or {}).get('request_id')
-    return ' by request %s' % rid if rid else ''
+    rid = ctxt.get('request_id') if isinstance(ctxt, dict) else None
+    return ' by request %s' % shown(rid) if rid else ''
 
 
 def get_server(transport, host, agent):
@@ -156,6 +231,13 @@ class AgentClient:
                                     timeout=timeout + REPLY_MARGIN_S)
         return cctxt.call(ctxt, 'reserve_dram', instance_uuid=instance_uuid,
                           mb=mb, timeout=timeout)
+
+    def release_dram(self, ctxt, host, instance_uuid):
+        """Drop the DRAM reserved for ``instance_uuid`` on ``host`` (the
+        spawn failed or went elsewhere); see the module for the answer."""
+        cctxt = self.client.prepare(server=host, version='1.2',
+                                    timeout=self.timeout)
+        return cctxt.call(ctxt, 'release_dram', instance_uuid=instance_uuid)
 
     def _guest_call(self, ctxt, host, method, instance_uuid, version):
         cctxt = self.client.prepare(server=host, timeout=self.timeout,

@@ -157,24 +157,26 @@ def _read_nodes(kfs):
         names = []
     ids = sorted(int(m.group(1)) for m in map(_NODE_RE.match, names) if m)
     if kfs.exists(NODE_DIR + '/has_memory'):
-        with_memory = set(kernfs_mod.parse_list(
-            kfs.read_text(NODE_DIR + '/has_memory')))
+        with_memory = set(kfs.read_list(NODE_DIR + '/has_memory'))
         ids = [i for i in ids if i in with_memory]
     nodes = {}
     for i in ids:
         base = '%s/node%d' % (NODE_DIR, i)
-        cpus = kernfs_mod.parse_list(kfs.read_text(base + '/cpulist'))
-        total_kb = 0
-        for line in kfs.read_text(base + '/meminfo').splitlines():
-            # "Node 0 MemTotal:       16307564 kB"
-            parts = line.split()
-            if len(parts) >= 4 and parts[2] == 'MemTotal:':
-                total_kb = int(parts[3])
-        dist_row = [int(d) for d in kfs.read_text(base + '/distance').split()]
+        cpus = kfs.read_list(base + '/cpulist')
+        meminfo = kfs.read_node_meminfo(base + '/meminfo')
+        if 'MemTotal' not in meminfo:
+            raise TopologyError('%s has no MemTotal line'
+                                % kfs.path(base + '/meminfo'))
+        total_kb = meminfo['MemTotal']
+        if total_kb < 0:
+            raise TopologyError('%s gives node%d a MemTotal of %d kB, less '
+                                'than 0' % (kfs.path(base + '/meminfo'), i,
+                                            total_kb))
+        dist_row = kfs.read_ints(base + '/distance')
         nodes[i] = (cpus, total_kb // 1024, dist_row)
     online = sorted(nodes)
     # distance rows are ordered by online node id
-    all_online = kernfs_mod.parse_list(kfs.read_text(NODE_DIR + '/online')) \
+    all_online = kfs.read_list(NODE_DIR + '/online') \
         if kfs.exists(NODE_DIR + '/online') else online
     out = {}
     for i, (cpus, total_mb, row) in nodes.items():
@@ -192,8 +194,7 @@ def read_kernel_tiers(kfs):
         m = _TIER_RE.match(name)
         if not m:
             continue
-        for node in kernfs_mod.parse_list(
-                kfs.read_text('%s/%s/nodelist' % (TIER_DIR, name))):
+        for node in kfs.read_list('%s/%s/nodelist' % (TIER_DIR, name)):
             tiers[node] = int(m.group(1))
     return tiers
 
@@ -241,6 +242,19 @@ def kernel_tiering_conflicts(kfs):
     return out
 
 
+def check_dram_reserve(topo, reserve_mb):
+    """Raise ``TopologyError`` unless ``reserve_mb`` (``[memtier]
+    dram_reserve_mb``) leaves some of ``topo``'s DRAM to guests."""
+    if reserve_mb >= topo.fast_mb:
+        raise TopologyError(
+            '[memtier] dram_reserve_mb = %d is at or above the DRAM '
+            'capacity of this host, %d MiB (node%s %s): no guest could '
+            'have any DRAM. Set it below %d' % (
+                reserve_mb, topo.fast_mb,
+                's' if len(topo.fast_nodes) > 1 else '',
+                ','.join(str(n.id) for n in topo.fast_nodes), topo.fast_mb))
+
+
 def discover(kfs=None, node_tiers=None):
     """Read the topology; ``node_tiers`` ({node: rank}) overrides the
     kernel's tiers.  Raises ``TopologyError`` when there is no slow tier,
@@ -286,6 +300,19 @@ def discover(kfs=None, node_tiers=None):
         raise TopologyError(
             'node_tiers %s gives no node rank 0 (DRAM); this host has %s'
             % (','.join('%d:%d' % kv for kv in sorted(ranks.items())), seen))
+    empty = [n.id for n in topo.fast_nodes if n.total_mb <= 0]
+    if empty:
+        # Budgets are shares of the DRAM capacity: a DRAM node the kernel
+        # gives no memory is a misread host or a wrong node_tiers.
+        raise TopologyError(
+            'DRAM (rank 0) %s %s less than 1 MiB of MemTotal (%s); this '
+            'host has %s. Rank as DRAM only nodes with memory%s' % (
+                ', '.join('node%d' % i for i in empty),
+                'have' if len(empty) > 1 else 'has',
+                ', '.join(kfs.path(NODE_DIR + '/node%d/meminfo' % i)
+                          for i in empty), seen,
+                ' in node_tiers' if source == 'override'
+                else ': set [memtier] node_tiers'))
     if not topo.slow_nodes:
         if source == 'override':
             what = 'node_tiers %s' % ','.join(

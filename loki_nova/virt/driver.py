@@ -24,7 +24,10 @@ What it adds to ``LibvirtDriver`` (everything else is inherited):
   libvirt driver reports.
 * ``spawn`` checks the ``loki:`` extra specs as a whole before anything is
   created; an invalid combination fails the build with a fault naming the
-  spec.
+  spec.  It asks the host's tiering agent to reserve the guest's DRAM floor
+  and, when the spawn then fails, to release it.
+* Resize and cold migration check the target flavor and refuse, before
+  the guest stops, to take a tiered guest to a host without a slow tier.
 * ``_get_guest_config`` (used for spawn, hard reboot, resize, cold
   migration, evacuation and rescue) gives tiered guests memfd-backed shared
   RAM, memory allowed on DRAM + slow nodes in libvirt's ``restrictive``
@@ -39,9 +42,12 @@ What it adds to ``LibvirtDriver`` (everything else is inherited):
 
 import functools
 import json
+import mmap
 
 from lxml import etree
 from oslo_log import log as logging
+from oslo_utils import excutils
+from oslo_utils import strutils
 
 import nova.conf
 from nova import exception
@@ -70,6 +76,9 @@ TIERED_MODE = 'restrictive'
 #: Instance system_metadata key through which a live-migration destination
 #: tells the source its DRAM and slow node numbers.
 MIGRATION_NODES_KEY = 'loki_migration_nodes'
+#: The host's base page size, the smallest libvirt reports: what Nova
+#: gives a guest with ``hw:mem_page_size=small``.
+SMALL_PAGE_KB = mmap.PAGESIZE // 1024
 
 
 class LokiMemoryBacking(vconfig.LibvirtConfigGuestMemoryBacking):
@@ -241,17 +250,34 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
             return None
         return props.get(name) if props.obj_attr_is_set(name) else None
 
+    @classmethod
+    def _check_page_size(cls, flavor, image_meta):
+        """Refuse any page size but the small one, read as Nova reads it
+        (``small``, a number of KiB, or a size with a unit: ``4KiB``,
+        ``4096B``; ``any`` may give huge pages)."""
+        extra = flavor.extra_specs or {}
+        page = extra.get('hw:mem_page_size') or cls._image_prop(
+            image_meta, 'hw_mem_page_size')
+        if not page:
+            return
+        try:
+            page_kb = hardware._get_numa_pagesize_constraint(flavor,
+                                                             image_meta)
+        except exception.Invalid as exc:
+            raise specs.SpecError('hw:mem_page_size=%s: %s' % (
+                page, exc.format_message())) from None
+        if page_kb in (hardware.MEMPAGES_SMALL, SMALL_PAGE_KB):
+            return
+        # Instance faults keep 255 characters: the spec and the fix first.
+        raise specs.SpecError(
+            'hw:mem_page_size=%s: not with a tiered %s (huge pages are not '
+            'moved between tiers); set small or %dKiB, remove it or set '
+            '%s=none' % (page, specs.POLICY, SMALL_PAGE_KB, specs.POLICY))
+
     def _check_combinations(self, flavor, image_meta):
         """Refuse what cannot be tiered; raises ``SpecError``."""
         extra = flavor.extra_specs or {}
-        page = extra.get('hw:mem_page_size') or self._image_prop(
-            image_meta, 'hw_mem_page_size')
-        # Instance faults keep 255 characters: the spec and the fix first.
-        if page and str(page).lower() not in ('small', '4', '4k', '4kb'):
-            raise specs.SpecError(
-                'hw:mem_page_size=%s: not with a tiered %s (huge pages are '
-                'not moved between tiers); remove it or set %s=none'
-                % (page, specs.POLICY, specs.POLICY))
+        self._check_page_size(flavor, image_meta)
         if extra.get('hw:pmem'):
             raise specs.SpecError(
                 'hw:pmem (vPMEM): not with a tiered %s (the same memory '
@@ -259,8 +285,9 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
                 % specs.POLICY)
 
         def truthy(value):
-            return value is not None and str(value).lower() in (
-                '1', 'true', 'yes', 'on')
+            # As Nova reads these specs (y, t, on, 1, ...; image
+            # properties are booleans already).
+            return value is not None and strutils.bool_from_string(value)
 
         if truthy(extra.get('hw:mem_encryption')) or truthy(
                 self._image_prop(image_meta, 'hw_mem_encryption')):
@@ -287,9 +314,12 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
                       instance=instance)
             return None
 
-    def check_tiered_flavor(self, flavor, image_meta):
-        """Every check a tiered guest must pass on this host; returns the
-        ``TierSpec`` (None when untiered) or raises ``SpecError``."""
+    def _check_flavor(self, flavor, image_meta):
+        """The checks of a flavor a guest is about to get, wherever it
+        runs: its ``loki`` keys, their combination and what else it asks
+        for.  Returns the ``TierSpec`` (None when untiered) or raises
+        ``SpecError``."""
+        specs.check_keys(flavor.extra_specs)
         spec = self.tier_spec(flavor)
         if spec is None:
             return None
@@ -302,6 +332,14 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
                 'accounts all %d MiB as DRAM; "loki-memtier '
                 'flavor-properties" prints the split', flavor.name,
                 spec.policy, specs.SLOW_RC, flavor.memory_mb)
+        return spec
+
+    def check_tiered_flavor(self, flavor, image_meta):
+        """Every check a tiered guest must pass on this host; returns the
+        ``TierSpec`` (None when untiered) or raises ``SpecError``."""
+        spec = self._check_flavor(flavor, image_meta)
+        if spec is None:
+            return None
         if not self._tiers.tiered:
             raise specs.SpecError(
                 '%s=%s: this host has no slow memory tier; add trait:%s='
@@ -319,17 +357,41 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
         except specs.SpecError as exc:
             LOG.error('loki: refusing to build: %s', exc, instance=instance)
             raise _fault(str(exc))
+        held = False
         if spec is not None:
             LOG.info('loki: spawning a %s guest: DRAM floor %d MiB, ceiling '
                      '%d MiB of %d MiB', spec.policy, spec.floor_mb,
                      spec.ceiling_mb, instance.flavor.memory_mb,
                      instance=instance)
-            self.reserve_dram(context, instance, spec.floor_mb)
-        return super().spawn(
-            context, instance, image_meta, injected_files, admin_password,
-            allocations, network_info=network_info,
-            block_device_info=block_device_info, power_on=power_on,
-            accel_info=accel_info)
+            answer = self.reserve_dram(context, instance, spec.floor_mb)
+            # ok and timeout both leave a reservation on the agent (until
+            # the guest appears or the reservation expires).  Without an
+            # answer the agent is most likely down: a release would only
+            # wait for the same timeout again.
+            from loki_nova.memtier import rpc as agent_rpc
+            held = answer is not None and answer.get('status') in (
+                agent_rpc.OK, agent_rpc.TIMEOUT)
+        try:
+            return super().spawn(
+                context, instance, image_meta, injected_files,
+                admin_password, allocations, network_info=network_info,
+                block_device_info=block_device_info, power_on=power_on,
+                accel_info=accel_info)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if held:
+                    # The guest will not start here (Nova may reschedule
+                    # it to another host): give its floor back now rather
+                    # than when the reservation expires.
+                    self.release_dram(context, instance)
+
+    @staticmethod
+    def _agent_host(instance):
+        return instance.host or CONF.host
+
+    @staticmethod
+    def _agent_context(context):
+        return {'request_id': getattr(context, 'request_id', None)}
 
     def _agent_client(self):
         if self._agent_rpc is None:
@@ -352,11 +414,11 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
         if not timeout:
             return None
         from loki_nova.memtier import rpc as agent_rpc
-        host = instance.host or CONF.host
-        ctxt = {'request_id': getattr(context, 'request_id', None)}
+        host = self._agent_host(instance)
         try:
             answer = self._agent_client().reserve_dram(
-                ctxt, host, instance.uuid, mb, timeout)
+                self._agent_context(context), host, instance.uuid, mb,
+                timeout)
         except Exception as exc:
             LOG.warning('loki: no answer from the tiering agent on %s to '
                         'reserve_dram(%d MiB) (%s: %s); starting the guest '
@@ -375,23 +437,77 @@ class LokiDriver(libvirt_driver.LibvirtDriver):
                         instance=instance)
         return answer
 
+    def release_dram(self, context, instance):
+        """Tell this host's tiering agent that the guest it reserved DRAM
+        for is not going to start here.  Never raises: a failure is
+        logged, and the agent drops the reservation when it expires."""
+        host = self._agent_host(instance)
+        try:
+            answer = self._agent_client().release_dram(
+                self._agent_context(context), host, instance.uuid)
+        except Exception as exc:
+            LOG.warning('loki: the spawn failed and the DRAM reserved for '
+                        'the guest could not be released on %s (%s: %s); '
+                        'the tiering agent drops the reservation when it '
+                        'expires', host, type(exc).__name__, exc,
+                        instance=instance)
+            return
+        LOG.info('loki: the spawn failed; the tiering agent on %s answered '
+                 '%s to release_dram: %s', host, answer.get('status'),
+                 answer.get('reason'), instance=instance)
+
     def migrate_disk_and_power_off(self, context, instance, dest, flavor,
                                    network_info, block_device_info=None,
                                    timeout=0, retry_interval=0):
-        # Resize: refuse an invalid target flavor before the guest stops.
+        # Resize and cold migration: refuse an invalid target flavor, or a
+        # tiered one on a destination without a slow tier (the guest would
+        # silently run untiered there), before the guest stops.
         try:
-            spec = self.tier_spec(flavor)
+            spec = self._check_flavor(flavor, instance.image_meta)
             if spec is not None:
-                self._check_combinations(flavor, instance.image_meta)
-                specs.check_resources(flavor.memory_mb, flavor.extra_specs,
-                                      spec)
+                self._check_destination_tiered(context, instance, spec)
         except specs.SpecError as exc:
+            LOG.error('loki: refusing to resize or migrate: %s', exc,
+                      instance=instance)
             raise exception.InstanceFaultRollback(
                 inner_exception=exception.ResizeError(reason=str(exc)))
         return super().migrate_disk_and_power_off(
             context, instance, dest, flavor, network_info,
             block_device_info=block_device_info, timeout=timeout,
             retry_interval=retry_interval)
+
+    def _check_destination_tiered(self, context, instance, spec):
+        """Raise ``SpecError`` unless the destination of the instance's
+        resize or cold migration is a tiered host.  It is tiered when its
+        resource provider has the trait this driver gives tiered hosts, the
+        same trait the scheduler matches for a flavor that requires it."""
+        ctxt = context.elevated()
+        try:
+            migration = objects.Migration.get_by_id(
+                ctxt, instance.migration_context.migration_id)
+            dest = migration.dest_compute
+            if dest == instance.host:   # a resize on the same host
+                tiered = self._tiers.tiered
+            else:
+                node = objects.ComputeNode.get_by_host_and_nodename(
+                    ctxt, dest, migration.dest_node)
+                tiered = specs.TRAIT in self.virtapi.reportclient \
+                    .get_provider_traits(ctxt, node.uuid).traits
+        except Exception as exc:
+            # Moving on would risk running the guest untiered.
+            raise specs.SpecError(
+                '%s=%s: could not check that the destination has a slow '
+                'memory tier (%s: %s); try again' % (
+                    specs.POLICY, spec.policy, type(exc).__name__,
+                    exc)) from None
+        if not tiered:
+            raise specs.SpecError(
+                '%s=%s: the destination %s has no slow memory tier; add '
+                'trait:%s=required to the flavor so the scheduler picks a '
+                'tiered host' % (specs.POLICY, spec.policy, dest,
+                                 specs.TRAIT))
+        LOG.info('loki: the destination %s has a slow memory tier (trait '
+                 '%s)', dest, specs.TRAIT, instance=instance)
 
     # -- guest XML -------------------------------------------------------
 

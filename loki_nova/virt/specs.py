@@ -120,17 +120,51 @@ def flavor_properties(memory_mb, policy, dram_mb=None, dram_percent=None,
 
 #: Every key of the ``loki:`` namespace.
 KEYS = (POLICY, DRAM_MB, DRAM_PERCENT, DRAM_MAX_MB)
+NAMESPACE = 'loki'
+
+
+def parse_whole_number(key, value):
+    """``value`` of spec ``key`` as an int.  Only the ASCII digits 0-9 are
+    a number here: Python's ``int()`` also takes a sign, surrounding
+    blanks, ``_`` separators and the digits of other scripts, which an
+    operator reading the flavor would not read as the same number."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit()):
+        raise SpecError('%s must be a whole number written with the digits '
+                        '0-9 only (no sign, blanks or separators), got %r'
+                        % (key, value))
+    return int(text)
 
 
 def _int_spec(extra_specs, key):
     value = extra_specs.get(key)
     if value is None:
         return None
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise SpecError('%s must be a whole number, got %r'
-                        % (key, value)) from None
+    return parse_whole_number(key, value)
+
+
+def key_error(key):
+    """Why ``key`` (of the ``loki`` namespace, in any case) is not read,
+    and what to write instead; None for a valid key."""
+    if key in KEYS:
+        return None
+    if key.lower() in KEYS:
+        return ('%s is not read: extra spec keys are case sensitive; '
+                'rename it to %s' % (key, key.lower()))
+    return '%s is not a loki extra spec; valid keys: %s' % (
+        key, ', '.join(KEYS))
+
+
+def check_keys(extra_specs):
+    """Refuse keys that look like ``loki:`` specs but would be ignored:
+    unknown ``loki:`` keys and ``Loki:``/``LOKI:`` (any other case) keys.
+    Raises ``SpecError`` naming the first such key (sorted)."""
+    for key in sorted(extra_specs or {}):
+        namespace, sep, _name = str(key).partition(':')
+        if sep and namespace.lower() == NAMESPACE:
+            error = key_error(str(key))
+            if error:
+                raise SpecError(error)
 
 
 def from_extra_specs(memory_mb, extra_specs):

@@ -15,9 +15,12 @@
 """The ``loki:`` extra specs for nova-api (entry point group
 ``nova.api.extra_spec_validators``).
 
-nova-api checks each key on its own (microversion 2.86 and later) and, once
-this namespace is registered, rejects unknown ``loki:`` keys.  Checks that
-involve several keys or the flavor's memory run in ``LokiDriver.spawn``.
+nova-api checks each key on its own (microversion 2.86 and later).  Besides
+the four keys, two catch-all validators refuse what loki would silently
+ignore, with the valid spelling in the message: an unknown ``loki:`` key,
+and a key of the namespace written in another case (``Loki:``, ``LOKI:``;
+extra spec keys are case sensitive).  Checks that involve several keys or
+the flavor's memory run in ``LokiDriver.spawn``.
 """
 
 from nova.api.validation.extra_specs import base
@@ -31,7 +34,16 @@ class LokiSpecValidator(base.ExtraSpecValidator):
 
     def validate(self, name, value):
         try:
+            if self.value['type'] is int:
+                # Nova's own check is int(), which also takes ' 512',
+                # '+512', '1_024' and other scripts' digits; spawn would
+                # refuse them (specs.parse_whole_number).
+                specs.parse_whole_number(name, value)
             super().validate(name, value)
+        except specs.SpecError as exc:
+            raise exception.ValidationError(
+                'Validation failed for extra spec %s: %s. Valid: %s'
+                % (name, exc, self._valid())) from None
         except exception.ValidationError as exc:
             raise exception.ValidationError(
                 'Validation failed for extra spec %s: %s Valid: %s'
@@ -41,8 +53,20 @@ class LokiSpecValidator(base.ExtraSpecValidator):
     def _valid(self):
         if 'enum' in self.value:
             return 'one of %s.' % ', '.join(self.value['enum'])
-        return 'a whole number from %d to %s.' % (
+        return 'a whole number (digits 0-9) from %d to %s.' % (
             self.value.get('min', 0), self.value.get('max', 'any size'))
+
+
+class IgnoredKeyValidator(base.ExtraSpecValidator):
+    """Matches keys loki would ignore and refuses every value, saying
+    which key was meant."""
+
+    def validate(self, name, value):
+        super().validate(name, value)
+        error = specs.key_error(name)
+        if error:
+            raise exception.ValidationError(
+                'Validation failed for extra spec %s' % error)
 
 
 EXTRA_SPEC_VALIDATORS = [
@@ -87,6 +111,40 @@ EXTRA_SPEC_VALIDATORS = [
             'flavor\'s memory; the default is the flavor\'s memory. Not '
             'allowed for static guests.'),
         value={'type': int, 'min': 1},
+    ),
+    # nova-api looks a key up by name first, then tries each validator's
+    # name pattern: these two are reached only by keys that are none of
+    # the above.
+    IgnoredKeyValidator(
+        name='loki:{key}',
+        description=(
+            'Any other key of the loki namespace is refused, with the list '
+            'of valid keys.'),
+        value={'type': str},
+        parameters=[{
+            'name': 'key',
+            'pattern': r'.+',
+            'description': 'A key that is not one of the loki: keys.',
+        }],
+    ),
+    IgnoredKeyValidator(
+        name='{namespace}:{key}',
+        description=(
+            'Keys of the loki namespace in another case (Loki:, LOKI:) are '
+            'refused: extra spec keys are case sensitive and loki would '
+            'ignore them.'),
+        value={'type': str},
+        parameters=[{
+            'name': 'namespace',
+            # "loki" in any case but lower case.  No ':' in here: nova
+            # takes the namespace as the name pattern up to the first ':'.
+            'pattern': r'[lL][oO][kK][iI](?<!loki)',
+            'description': 'loki, not all in lower case.',
+        }, {
+            'name': 'key',
+            'pattern': r'.+',
+            'description': 'Any key.',
+        }],
     ),
 ]
 

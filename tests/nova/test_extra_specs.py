@@ -71,7 +71,35 @@ class TestExtraSpecAPI(base.LokiTestBase):
 
     def test_unknown_loki_key_rejected(self):
         body = self._rejected({'loki:dram_gb': '4'})
-        self.assertIn('loki:dram_gb', body)
+        self.assertIn('loki:dram_gb is not a loki extra spec; valid keys: '
+                      'loki:memory_tier_policy, loki:dram_mb, '
+                      'loki:dram_percent, loki:dram_max_mb', body)
+
+    def test_loki_keys_in_another_case_rejected(self):
+        # Keys are case sensitive: loki would never read these.
+        body = self._rejected({'LOKI:dram_mb': '1024'})
+        self.assertIn('LOKI:dram_mb is not read: extra spec keys are case '
+                      'sensitive; rename it to loki:dram_mb', body)
+        body = self._rejected({'Loki:memory_tier_policy': 'static'})
+        self.assertIn('rename it to loki:memory_tier_policy', body)
+        body = self._rejected({'Loki:dram': '1'})
+        self.assertIn('Loki:dram is not a loki extra spec; valid keys: '
+                      'loki:memory_tier_policy', body)
+        # Other namespaces, and Nova's own checks, are untouched.
+        body = self._set({'lokis:x': '1', 'hw:mem_page_size': 'small'})
+        self.assertEqual('1', body['lokis:x'])
+        self.assertIn('hw:foo', self._rejected({'hw:foo': '1'}))
+        self.assertNotIn('LOKI:dram_mb', self.api.get_extra_specs(
+            self.flavor))
+
+    def test_numbers_are_plain_ascii_digits(self):
+        # Nova's int() would take each of these.
+        for value in (' 512', '+512', '1_024', '\uff15\uff11\uff12'):
+            body = self._rejected({'loki:dram_mb': value})
+            self.assertIn('loki:dram_mb must be a whole number written with '
+                          'the digits 0-9 only', body)
+        self.assertEqual('512', self._set({'loki:dram_mb': '512'})[
+            'loki:dram_mb'])
 
     def test_old_microversion_does_not_validate(self):
         # Before 2.86 Nova stores extra specs unchecked; spawn still checks

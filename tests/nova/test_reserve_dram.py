@@ -21,6 +21,7 @@ import pathlib
 
 import fixtures
 from nova import conf
+from nova.tests.fixtures import libvirt as fakelibvirt
 
 from loki_nova.memtier import rpc
 from tests import agentbus
@@ -29,7 +30,8 @@ from tests.nova import base
 CONF = conf.CONF
 
 
-class TestReserveDram(base.LokiTestBase):
+class AgentTestBase(base.LokiTestBase):
+    """Computes that wait for the host's tiering agent, and agents."""
 
     def setUp(self):
         super().setUp()
@@ -55,9 +57,12 @@ class TestReserveDram(base.LokiTestBase):
         self.addCleanup(running.__exit__, None, None, None)
         return running, calls
 
-    def _boot(self, flavor):
+    def _boot(self, flavor, state='ACTIVE'):
         return self._create_server(flavor_id=flavor, networks='none',
-                                   expected_state='ACTIVE')
+                                   expected_state=state)
+
+
+class TestReserveDram(AgentTestBase):
 
     def test_spawn_reserves_the_floor_before_the_guest_is_defined(self):
         self.start_loki_compute('tiered1', slow=(2,))
@@ -118,3 +123,100 @@ class TestReserveDram(base.LokiTestBase):
         self.assertIn('nothing was reserved', log)
         self.assertEqual({}, running.agent.reservations)
         self.assertEqual('ACTIVE', server['status'])
+
+
+class TestReleaseDram(AgentTestBase):
+    """A spawn that fails after its DRAM was reserved gives it back, so
+    that it does not count against the host's guests until it expires."""
+
+    def _fail_first_define(self, hosts=None):
+        """Make libvirt refuse the first guest defined on any of ``hosts``
+        (all hosts when None), as a real libvirt refuses a domain it
+        cannot start; returns the list the failing host is put in."""
+        failed = []
+        real_define = fakelibvirt.Connection.defineXML
+
+        def define_xml(conn, xml):
+            if not failed and (hosts is None or conn.hostname in hosts):
+                failed.append(conn.hostname)
+                raise fakelibvirt.make_libvirtError(
+                    fakelibvirt.libvirtError,
+                    'internal error: injected define failure',
+                    error_code=fakelibvirt.VIR_ERR_INTERNAL_ERROR)
+            return real_define(conn, xml)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Connection.defineXML', define_xml))
+        return failed
+
+    @staticmethod
+    def _record_releases(running, fail=False):
+        released = []
+        real = running.agent.release_dram
+
+        def release_dram(instance_uuid):
+            released.append(instance_uuid)
+            if fail:
+                raise RuntimeError('injected release failure')
+            return real(instance_uuid)
+
+        running.agent.release_dram = release_dram
+        return released
+
+    def test_a_rescheduled_spawn_releases_its_reservation(self):
+        self.start_loki_compute('tiered1', slow=(2,))
+        self.start_loki_compute('tiered2', slow=(3,))
+        agents = {host: self._start_agent(host)
+                  for host in ('tiered1', 'tiered2')}
+        releases = {host: self._record_releases(running)
+                    for host, (running, _calls) in agents.items()}
+        failed = self._fail_first_define()
+        server = self._boot(self.tiered_flavor(4096, 'static',
+                                               dram_percent=25))
+        # The first host reserved, failed to define the guest and released;
+        # the build went on to the other host, which holds the floor.
+        first, = failed
+        second, = set(agents) - {first}
+        self.assertEqual(second, server['OS-EXT-SRV-ATTR:host'])
+        for host in (first, second):
+            self.assertEqual([server['id']],
+                             [c[0] for c in agents[host][1]], host)
+        self.assertEqual([server['id']], releases[first])
+        self.assertEqual([], releases[second])
+        self.assertNotIn(server['id'], agents[first][0].agent.reservations)
+        self.assertEqual(
+            1024, agents[second][0].agent.reservations[server['id']].mb)
+        self.assertIn('the tiering agent on %s answered %s to release_dram'
+                      % (first, rpc.RELEASED), self.stdlog.logger.output)
+
+    def test_a_failed_release_does_not_hide_the_spawn_error(self):
+        self.start_loki_compute('tiered1', slow=(2,))
+        running, calls = self._start_agent('tiered1')
+        released = self._record_releases(running, fail=True)
+        self._fail_first_define()
+        server = self._boot(self.tiered_flavor(4096, 'static',
+                                               dram_percent=25), 'ERROR')
+        self.assertEqual([server['id']], [c[0] for c in calls])
+        self.assertEqual([server['id']], released)
+        log = self.stdlog.logger.output
+        self.assertIn('the DRAM reserved for the guest could not be released '
+                      'on tiered1 (RuntimeError: injected release failure)',
+                      log)
+        # What Nova got from the spawn is libvirt's error, not the
+        # release's: it rescheduled the build for it (there was no other
+        # host, so the build failed).
+        self.assertIn('was re-scheduled: internal error: injected define '
+                      'failure', log)
+        self.assertNotIn('re-scheduled: injected release failure', log)
+        self.assertIn('Exhausted all hosts', server['fault']['message'])
+
+    def test_no_release_when_nothing_was_reserved(self):
+        self.start_loki_compute('tiered1', slow=(2,))
+        # The agent's fast tier has 1024 MiB; its host reserve takes 1000.
+        running, calls = self._start_agent('tiered1', dram_reserve_mb=1000)
+        released = self._record_releases(running)
+        self._fail_first_define()
+        self._boot(self.tiered_flavor(4096, 'static', dram_percent=25),
+                   'ERROR')
+        self.assertEqual(1, len(calls))
+        self.assertEqual([], released)

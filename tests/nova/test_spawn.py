@@ -110,6 +110,106 @@ class TestSpawn(base.LokiTestBase):
         self.assertEqual(('memfd', 'shared'), base.memory_backing(root))
         self.assertEqual('restrictive', base.numatune(root)[0])
 
+    def test_small_pages_in_any_spelling_nova_reads(self):
+        # Nova reads a number as KiB and a size with a unit in bytes
+        # (hardware._get_numa_pagesize_constraint): all of these are the
+        # host's 4 KiB pages.
+        self.start_loki_compute('tiered1', slow=(2,))
+        for page in ('4KiB', '4096B', '4', '4KB'):
+            flavor = self.tiered_flavor(2048, 'static', dram_mb=512)
+            self.api_fixture.admin_api.post_extra_spec(
+                flavor, {'extra_specs': {'hw:mem_page_size': page}})
+            server = self._boot(flavor)
+            root = self.last_xml('tiered1', self.instance_name(server))
+            self.assertIsNone(root.find('memoryBacking/hugepages'), page)
+            self.assertEqual(('memfd', 'shared'), base.memory_backing(root))
+            self.assertEqual('restrictive', base.numatune(root)[0], page)
+            self._delete_server(server)
+
+    def test_pages_that_may_be_huge_rejected(self):
+        self.start_loki_compute('tiered1', slow=(2,), hugepages_2m=1024)
+        for page in ('large', 'any', '2048'):
+            flavor = self.tiered_flavor(2048, 'static', dram_mb=512)
+            self.api_fixture.admin_api.post_extra_spec(
+                flavor, {'extra_specs': {'hw:mem_page_size': page}})
+            server = self._boot(flavor, 'ERROR')
+            self._assert_failed_cleanly(
+                server, 'hw:mem_page_size=%s: not with a tiered' % page,
+                'set small or 4KiB, remove it or set')
+        # A bare number is KiB: 4096 is a 4 MiB page (the scheduler finds
+        # no host with such pages here; the check is the driver's, called
+        # as spawn calls it).
+        driver = self.computes['tiered1'].driver
+        image = objects.ImageMeta.from_dict({'properties': {}})
+        for page in ('4096', '1GiB'):
+            extra = dict(specs.flavor_properties(4096, 'static',
+                                                 dram_mb=1024))
+            extra['hw:mem_page_size'] = page
+            flavor = objects.Flavor(name='pages', memory_mb=4096,
+                                    extra_specs=extra)
+            with self.assertRaisesRegex(
+                    specs.SpecError,
+                    r'hw:mem_page_size=%s: not with a tiered' % page):
+                driver.check_tiered_flavor(flavor, image)
+
+    def test_locked_memory_as_nova_reads_it_rejected(self):
+        # Nova takes y, t, on, 1, true, yes in any case as true
+        # (strutils.bool_from_string); locked memory needs a page size.
+        self.start_loki_compute('tiered1', slow=(2,))
+        for value in ('y', 't', 'Y', 'On'):
+            flavor = self.tiered_flavor(2048, 'static', dram_mb=512)
+            self.api_fixture.admin_api.post_extra_spec(
+                flavor, {'extra_specs': {'hw:locked_memory': value,
+                                         'hw:mem_page_size': 'small'}})
+            server = self._boot(flavor, 'ERROR')
+            self._assert_failed_cleanly(
+                server, 'hw:locked_memory/hw:cpu_realtime: not with a '
+                'tiered loki:memory_tier_policy')
+        flavor = self.tiered_flavor(2048, 'static', dram_mb=512)
+        self.api_fixture.admin_api.post_extra_spec(
+            flavor, {'extra_specs': {'hw:locked_memory': 'n',
+                                     'hw:mem_page_size': 'small'}})
+        self._boot(flavor)
+        self.assertEqual(('memfd', 'shared'),
+                         base.memory_backing(self.last_xml('tiered1')))
+
+    def _unchecked_flavor(self, extra):
+        """A flavor whose extra specs were set before microversion 2.86,
+        which nova-api stores without checking."""
+        api = self.api_fixture.admin_api
+        microversion = api.microversion
+        api.microversion = '2.85'
+        try:
+            return self._create_flavor(memory_mb=4096, extra_spec=extra)
+        finally:
+            api.microversion = microversion
+
+    def test_keys_and_numbers_loki_would_misread_fail_cleanly(self):
+        self.start_loki_compute('tiered1', slow=(2,))
+        cases = [
+            # Keys are case sensitive: this would run untiered.
+            ({'LOKI:memory_tier_policy': 'static', 'LOKI:dram_mb': '1024'},
+             ['LOKI:dram_mb is not read: extra spec keys are case '
+              'sensitive; rename it to loki:dram_mb']),
+            ({'loki:memory_tier_policy': 'none', 'Loki:dram_mb': '1024'},
+             ['rename it to loki:dram_mb']),
+            ({specs.POLICY: 'static', specs.DRAM_PERCENT: '25',
+              'loki:dram_gb': '1'},
+             ['loki:dram_gb is not a loki extra spec; valid keys: '
+              'loki:memory_tier_policy, loki:dram_mb, loki:dram_percent, '
+              'loki:dram_max_mb']),
+            ({specs.POLICY: 'static', specs.DRAM_MB: '+1024'},
+             ['loki:dram_mb must be a whole number written with the digits '
+              '0-9 only']),
+            ({specs.POLICY: 'static', specs.DRAM_MB: '1_024'},
+             ['0-9 only', "got '1_024'"]),
+        ]
+        for extra, needles in cases:
+            server = self._boot(self._unchecked_flavor(extra), 'ERROR')
+            message = self._assert_failed_cleanly(server, *needles)
+            self.assertIn('Invalid input', message)
+        self.assertEqual([], [x for h, x in self.defined])
+
     def _assert_failed_cleanly(self, server, *needles):
         message = server['fault']['message']
         for needle in needles:

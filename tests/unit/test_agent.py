@@ -22,6 +22,9 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import time
+import uuid
 
 import numpy as np
 from oslo_config import cfg
@@ -181,3 +184,50 @@ def test_a_watcher_failure_is_contained(tmp_path, two_guests, caplog):
     report = agent.run_interval()
     assert set(report.guests) == {'static1', 'od1'}
     assert 'Broken failed' in caplog.text
+
+
+def reserve_in_thread(agent, instance_uuid, mb, timeout=30):
+    """``agent.reserve_dram`` from another thread, as the RPC server calls
+    it; the thread's ``answer`` holds what it returned."""
+    thread = threading.Thread(daemon=True, target=lambda: setattr(
+        thread, 'answer', agent.reserve_dram(instance_uuid, mb, timeout)))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while instance_uuid not in agent.reservations:
+        assert time.monotonic() < deadline, 'no reservation was made'
+        time.sleep(0.01)
+    return thread
+
+
+def test_a_reservation_made_before_the_first_interval_meets_the_floors(
+        tmp_path, two_guests):
+    # fast tier 1024 MiB - reserve 1000 - floors 12 leaves 12 MiB
+    agent = make_agent(make_conf(tmp_path, dram_reserve_mb=1000),
+                       hot_first(4))
+    # The agent has not listed its guests yet: the RPC thread sees no floor.
+    waiter = reserve_in_thread(agent, str(uuid.uuid4()), 20)
+    report = agent.run_interval()
+    waiter.join(30)
+    assert waiter.answer['status'] == 'insufficient', waiter.answer
+    assert 'DRAM floors of 12 MiB of the 2 guest(s) running' in \
+        waiter.answer['reason']
+    assert 'leave 12 MiB' in waiter.answer['reason']
+    assert agent.reservations == {}
+    assert {k: st.budget_mb for k, st in report.guests.items()} == \
+        {'static1': 8, 'od1': 4}
+
+
+def test_a_reservation_released_while_its_caller_waits_is_answered(
+        tmp_path, two_guests):
+    agent = make_agent(make_conf(tmp_path), hot_first(4))
+    new = str(uuid.uuid4())
+    waiter = reserve_in_thread(agent, new, 64)
+    # No interval runs: only the release can answer the caller.
+    assert agent.release_dram(new.upper()) == {
+        'status': 'released', 'instance_uuid': new, 'mb': 64,
+        'reason': 'the reservation of 64 MiB was dropped'}
+    waiter.join(30)
+    assert waiter.answer['status'] == 'released', waiter.answer
+    assert 'nothing is held' in waiter.answer['reason']
+    assert agent.release_dram(new)['status'] == 'unknown'
+    assert agent.reservations == {}

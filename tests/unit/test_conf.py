@@ -44,3 +44,35 @@ def test_malformed_values_are_rejected_naming_the_option(tmp_path, value):
     conf(['--config-file', str(path)], project='loki-nova')
     with pytest.raises(cfg.ConfigFileValueError, match='chunk_size_kb'):
         conf.memtier.chunk_size_kb
+
+
+@pytest.mark.parametrize('name', ['interval', 'usage_interval'])
+@pytest.mark.parametrize('value', ['nan', 'NaN', 'inf', '-inf', '1e999'])
+def test_non_finite_seconds_are_rejected_naming_the_option(tmp_path, name,
+                                                           value):
+    # float() takes all of these, and nan passes any minimum
+    path = tmp_path / 'memtier.conf'
+    path.write_text('[memtier]\n%s = %s\n' % (name, value))
+    conf = cfg.ConfigOpts()
+    memtier.register_opts(conf)
+    conf(['--config-file', str(path)], project='loki-nova')
+    with pytest.raises(cfg.ConfigFileValueError) as err:
+        getattr(conf.memtier, name)
+    text = str(err.value)
+    assert 'option %s ' % name in text and '\n' not in text
+    assert 'must be a finite number' in text or 'greater than' in text
+
+
+def test_every_float_option_refuses_non_finite_values():
+    floats = [o for o in memtier.memtier_opts if isinstance(o, cfg.FloatOpt)]
+    assert {o.dest for o in floats} >= {'interval', 'usage_interval'}
+    for opt in floats:
+        assert isinstance(opt.type, memtier.FiniteFloat), opt.dest
+        with pytest.raises(ValueError, match='must be a finite number'):
+            opt.type('nan')
+    # the bounds are kept, and said
+    interval = {o.dest: o for o in floats}['interval']
+    with pytest.raises(ValueError, match=r'finite number at least 0\.5, '
+                                         r'got inf'):
+        interval.type('inf')
+    assert interval.type('0.5') == 0.5

@@ -361,8 +361,10 @@ def test_unwritten_status_slots_are_requeried_and_retries_reverify(
     pages must be re-queried, and every retry re-checks identity."""
     where = {a: 0 for a in range(4)}
     first = [True]
+    events = []
 
     def fake(pid, pages, node=None, status=None):
+        events.append('move' if node is not None else 'query')
         out = []
         for a in (int(p) for p in pages):
             if node is None:
@@ -375,13 +377,16 @@ def test_unwritten_status_slots_are_requeried_and_retries_reverify(
         if node is not None:
             first[0] = False
         return np.array(out, dtype=np.int32)
-    checks = []
     monkeypatch.setattr(mover, 'move_pages', fake)
     res = mover.Mover(mover.RateLimiter(1 << 30)).move(
-        1, np.arange(4, dtype=np.uint64), 1, verify=lambda: checks.append(1))
+        1, np.arange(4, dtype=np.uint64), 1,
+        verify=lambda: events.append('check'))
     assert (res.placed, res.failed, res.retries) == (4, 0, 1)
     assert where == {0: 1, 1: 1, 2: 1, 3: 1}
-    assert len(checks) == 2        # before the batch and before the retry
+    # every call, the re-query and the retry too, is checked before and
+    # after: the pid still named the guest's process all through it
+    assert events == ['check', 'move', 'check', 'check', 'query', 'check',
+                      'check', 'move', 'check']
 
 
 def test_the_kernel_status_buffer_starts_unknown(pages):

@@ -50,10 +50,12 @@ def guests(draw):
                   reserved=st.integers(0, 4096))
 def test_arbiter_invariants(guests, capacity, reserve, reserved):
     floors = sum(g.floor_mb for g in guests)
-    if floors + reserve + reserved > capacity:
+    if floors + reserve > capacity:
         with pytest.raises(arbiter.InsufficientDram, match='short'):
             arbiter.allocate(capacity, reserve, guests, reserved)
         return
+    # Reservations hold only what the floors leave: they never cut one.
+    reserved = min(reserved, capacity - reserve - floors)
     budgets = arbiter.allocate(capacity, reserve, guests, reserved)
     assert set(budgets) == {g.name for g in guests}
     for guest in guests:
@@ -115,6 +117,21 @@ def test_floors_that_do_not_fit_are_an_error_not_a_cut():
     with pytest.raises(arbiter.InsufficientDram) as info:
         arbiter.allocate(12000, 512, guests)
     assert '512 MiB short' in str(info.value)
+
+
+def test_a_reservation_yields_to_the_floors_of_running_guests():
+    # The reservation was made when only 's' ran; then 'late' started
+    # without one.  Floors 1000 + 500 leave 400 of the 2000 MiB over the
+    # reserve: the reservation holds those, the floors stay whole.
+    guests = [arbiter.GuestDemand('s', arbiter.STATIC, 1000),
+              arbiter.GuestDemand('d', arbiter.ON_DEMAND, 0, 900, 900),
+              arbiter.GuestDemand('late', arbiter.STATIC, 500)]
+    assert arbiter.reservation_room(2000, 100, 1500) == 400
+    assert arbiter.allocate(2000, 100, guests, reserved_mb=800) == \
+        {'s': 1000, 'd': 0, 'late': 500}
+    # What the reservation does not take, the on-demand guest may.
+    assert arbiter.allocate(2000, 100, guests, reserved_mb=300) == \
+        {'s': 1000, 'd': 100, 'late': 500}
 
 
 @pytest.mark.parametrize('kwargs, match', [

@@ -28,6 +28,7 @@ import numpy as np
 import oslo_messaging as messaging
 import pytest
 
+from loki_nova.memtier import agent as agent_mod
 from loki_nova.memtier import rpc
 from tests.agentbus import all_hot
 from tests.agentbus import HOST
@@ -121,7 +122,7 @@ def test_bad_arguments_are_named(tmp_path, args, named):
     assert r.agent.reservations == {}
 
 
-def test_a_guest_that_cannot_be_measured_times_the_reservation_out(
+def test_a_guest_that_cannot_be_measured_is_named_in_a_prompt_answer(
         tmp_path, two_guests):
     def source(g, layout, n):
         if g.key == 'od1' and n >= 2:
@@ -130,13 +131,147 @@ def test_a_guest_that_cannot_be_measured_times_the_reservation_out(
     new = str(uuid.uuid4())
     with Running(make_conf(tmp_path), source) as r:
         r.wait_interval(3)
-        answer = r.client.reserve_dram({}, HOST, new, 500, 2)
+        answer = r.client.reserve_dram({}, HOST, new, 500, 20)
         assert answer['status'] == rpc.TIMEOUT
-        assert 'od1' in answer['reason'] and \
-            'stays until the guest appears' in answer['reason']
-        assert answer['waited_s'] >= 2
+        # answered after agent.UNMEASURED_INTERVALS intervals (0.5 s
+        # each), not after the caller's 20 s
+        assert answer['waited_s'] < 10, answer
+        assert answer['intervals'] == agent_mod.UNMEASURED_INTERVALS
+        assert 'od1 was not measured (tracker broke for od1)' in \
+            answer['reason'], answer
+        assert 'stays until the guest appears' in answer['reason']
         # still held, so the on-demand guest's share stays cut
         assert new in r.agent.reservations
+
+
+def test_a_hung_measurement_is_named_and_does_not_hold_the_caller(
+        tmp_path, two_guests):
+    unblock = threading.Event()
+
+    def source(g, layout, n):
+        if g.key == 'od1' and n >= 2:
+            unblock.wait(60)    # a read of a guest that never returns
+        return all_hot(g, layout, n)
+    new = str(uuid.uuid4())
+    with Running(make_conf(tmp_path), source) as r:
+        try:
+            r.wait_interval(2)
+            answer = r.client.reserve_dram({}, HOST, new, 100, 20)
+            # the stats calls still answer: no RPC thread is held
+            held = r.client.host_stats({}, HOST)['reservations']
+        finally:
+            unblock.set()
+    assert answer['status'] == rpc.TIMEOUT
+    # a step counts as hung after STUCK_INTERVALS intervals of 0.5 s
+    assert answer['waited_s'] < 10, answer
+    assert 'has been measuring guest od1 for' in answer['reason'], answer
+    assert 'the reservation stays' in answer['reason']
+    assert [x['instance_uuid'] for x in held] == [new]
+
+
+def test_a_flood_of_reservations_wakes_the_loop_once_per_spacing(
+        tmp_path, two_guests):
+    answers = []
+    flood_s = 3.0
+
+    def flood():
+        mine = str(uuid.uuid4())
+        end = time.monotonic() + flood_s
+        while time.monotonic() < end:
+            answers.append(r.client.reserve_dram({}, HOST, mine, 1, 20))
+
+    # The regular interval is far away: every interval here is an early one.
+    with Running(make_conf(tmp_path, interval=60)) as r:
+        before = r.wait_interval(1).number
+        started = time.monotonic()
+        threads = [threading.Thread(target=flood) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        ran = r.agent.number - before
+        elapsed = time.monotonic() - started
+    assert len(answers) >= 4
+    assert {a['status'] for a in answers} == {rpc.OK}, answers
+    # Without coalescing each call started an interval of its own.
+    assert 1 <= ran <= elapsed / agent_mod.EARLY_WAKE_SPACING_S + 1, \
+        (ran, elapsed, len(answers))
+
+
+def test_an_orphan_reservation_never_cuts_a_floor_and_can_be_released(
+        tmp_path, two_guests, caplog):
+    caplog.set_level(logging.INFO)
+    orphan = str(uuid.uuid4())
+
+    def report_with(pred):
+        deadline = time.monotonic() + 30
+        while True:
+            report = r.agent.last_report
+            if report is not None and pred(report.guests):
+                return report
+            assert time.monotonic() < deadline, report and report.guests
+            time.sleep(0.02)
+
+    # 1024 MiB fast tier - 900 reserve - floors 12 = 112 MiB of room
+    with Running(make_conf(tmp_path, dram_reserve_mb=900)) as r:
+        r.wait_interval(2)
+        # the instance that never arrives (its spawn failed)
+        assert r.client.reserve_dram({}, HOST, orphan, 100, 20)[
+            'status'] == rpc.OK
+        # another starts without a reservation: floors 76 leave 48 MiB
+        with workloads.Workload('--size-mb', 64, '--hot-mb', 4,
+                                '--register-dir', tmp_path / 'guests',
+                                '--name', 'late', '--floor-mb', 64):
+            report = report_with(lambda g: 'late' in g and g['late'].tiered)
+            # every floor whole; the reservation holds what they leave
+            assert {k: st.budget_mb for k, st in report.guests.items()} == \
+                {'static1': 8, 'od1': 4, 'late': 64}
+            # admission counts the floors of the guests running now
+            refused = r.client.reserve_dram({}, HOST, str(uuid.uuid4()), 10,
+                                            5)
+            assert refused['status'] == rpc.INSUFFICIENT, refused
+            assert 'DRAM floors of 76 MiB' in refused['reason']
+
+            released = r.client.release_dram({}, HOST, orphan)
+            assert released['status'] == rpc.RELEASED, released
+            assert released['mb'] == 100
+            # idempotent
+            again = r.client.release_dram({}, HOST, orphan)
+            assert again['status'] == rpc.UNKNOWN, again
+            assert r.client.host_stats({}, HOST)['reservations'] == []
+            # od1 gets its hot demand back (24) from the 48 MiB
+            report_with(lambda g: g['od1'].budget_mb == 24)
+    assert '100 MiB are 52 MiB short' in caplog.text
+    assert 'no floor is cut' in caplog.text
+    assert 'scaled by' not in caplog.text
+
+
+@pytest.mark.parametrize('bad', ['not-a-uuid', None, 'x' * 40])
+def test_release_dram_names_a_bad_instance_uuid(tmp_path, bad):
+    with Running(make_conf(tmp_path)) as r:
+        answer = r.client.release_dram({}, HOST, bad)
+    assert answer['status'] == rpc.INVALID
+    assert 'instance_uuid' in answer['reason'] and \
+        'not a UUID' in answer['reason']
+
+
+def test_an_unclaimed_reservation_expires(tmp_path, two_guests, caplog):
+    caplog.set_level(logging.INFO)
+    new = str(uuid.uuid4())
+    with Running(make_conf(tmp_path, reservation_ttl=1)) as r:
+        r.wait_interval(2)
+        assert r.client.reserve_dram({}, HOST, new, 1000, 20)['status'] == \
+            rpc.OK
+        assert r.agent.last_report.guests['od1'].budget_mb == 4 + 12
+        deadline = time.monotonic() + 30
+        while r.client.host_stats({}, HOST)['reservations']:
+            assert time.monotonic() < deadline, 'the reservation stayed'
+            time.sleep(0.05)
+        back = r.wait_interval(r.agent.number + 1)
+        assert back.guests['od1'].budget_mb == 24
+        assert r.client.release_dram({}, HOST, new)['status'] == rpc.UNKNOWN
+    assert 'reservation %s (1000 MiB' % new in caplog.text
+    assert 'expired: no guest with that uuid appeared' in caplog.text
 
 
 def test_stats_calls(tmp_path, two_guests):

@@ -95,7 +95,8 @@ def test_extra_specs_resolve(extra, want):
 @pytest.mark.parametrize('extra,said', [
     ({specs.DRAM_MB: '512'}, 'loki:dram_mb without loki:memory_tier_policy'),
     ({specs.POLICY: 'static', specs.DRAM_MB: 'lots'},
-     "loki:dram_mb must be a whole number, got 'lots'"),
+     "loki:dram_mb must be a whole number written with the digits 0-9 only "
+     "(no sign, blanks or separators), got 'lots'"),
     ({specs.POLICY: 'static', specs.DRAM_MB: '5000'},
      'loki:dram_mb must be an integer from 1 to the flavor memory'),
 ])
@@ -119,3 +120,43 @@ def test_resources_split_checked_against_floor():
     wrong = dict(consistent, **{'resources:MEMORY_MB': '4096'})
     with pytest.raises(specs.SpecError, match='resources:MEMORY_MB=4096'):
         specs.check_resources(4096, wrong, spec)
+
+
+@pytest.mark.parametrize('value', [
+    ' 512', '512 ', '+512', '1_024',
+    '\u0665\u0661\u0662', '\uff15\uff11\uff12',   # Arabic-Indic, fullwidth
+    '5\u00b2', '-512', '0x200', '', '512.0'])
+def test_numbers_are_plain_ascii_digits_only(value):
+    # int() takes the first six; isdigit() alone would take 5\u00b2.
+    extra = {specs.POLICY: 'static', specs.DRAM_MB: value}
+    with pytest.raises(specs.SpecError, match=re.escape(
+            'loki:dram_mb must be a whole number written with the digits '
+            '0-9 only (no sign, blanks or separators), got %r' % value)):
+        specs.from_extra_specs(4096, extra)
+    assert specs.from_extra_specs(
+        4096, dict(extra, **{specs.DRAM_MB: '0512'})).floor_mb == 512
+
+
+@pytest.mark.parametrize('key,said', [
+    ('LOKI:dram_mb', 'LOKI:dram_mb is not read: extra spec keys are case '
+                     'sensitive; rename it to loki:dram_mb'),
+    ('Loki:memory_tier_policy', 'rename it to loki:memory_tier_policy'),
+    ('loki:DRAM_PERCENT', 'rename it to loki:dram_percent'),
+    ('loki:dram_gb', 'loki:dram_gb is not a loki extra spec; valid keys: '
+                     'loki:memory_tier_policy, loki:dram_mb, '
+                     'loki:dram_percent, loki:dram_max_mb'),
+    ('LOKI:gb', 'LOKI:gb is not a loki extra spec; valid keys: '
+                'loki:memory_tier_policy,'),
+])
+def test_keys_loki_would_ignore_are_refused(key, said):
+    extra = dict(specs.flavor_properties(4096, 'static', dram_mb=1024))
+    specs.check_keys(extra)
+    extra[key] = '1'
+    with pytest.raises(specs.SpecError, match=re.escape(said)):
+        specs.check_keys(extra)
+
+
+def test_other_namespaces_and_plain_keys_pass_the_key_check():
+    specs.check_keys({'hw:mem_page_size': 'small', 'lokis:x': '1',
+                      'xloki:y': '1', 'loki': '1', 'LOKI': '1'})
+    specs.check_keys(None)

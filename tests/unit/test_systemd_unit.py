@@ -15,13 +15,16 @@
 """The systemd unit of loki-memtier-agent (etc/systemd): what it runs,
 the capabilities it grants (exactly those its comments and the README
 give reasons for), ``systemd-analyze verify``, and -- as root, with
-setpriv(1) -- that the agent's own kernel accesses on another user's
-process work with exactly those capabilities and fail without each."""
+setpriv(1) for the capabilities and unshare(1) for the read-only mounts
+-- that the agent's own kernel accesses on another user's process work
+under the unit and under the drop-ins its comments give, fail without
+each capability, and that writing that process's memory is refused."""
 
 import configparser
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -34,8 +37,9 @@ from tests import workloads
 
 ROOT = os.path.join(os.path.dirname(__file__), '..', '..')
 UNIT = os.path.join(ROOT, 'etc', 'systemd', 'loki-memtier-agent.service')
-GRANTED = {'CAP_SYS_PTRACE', 'CAP_DAC_OVERRIDE'}
-NOT_GRANTED = {'CAP_SYS_NICE', 'CAP_SYS_ADMIN', 'CAP_NET_BIND_SERVICE'}
+GRANTED = {'CAP_SYS_PTRACE'}
+NOT_GRANTED = {'CAP_DAC_OVERRIDE', 'CAP_SYS_NICE', 'CAP_SYS_ADMIN',
+               'CAP_DAC_READ_SEARCH', 'CAP_NET_BIND_SERVICE'}
 
 
 def read_unit(path=UNIT):
@@ -86,6 +90,52 @@ def comment_bullets(between, until):
     return set(re.findall(r'^# \* (CAP_[A-Z_]+):', part, re.M))
 
 
+def drop_ins():
+    """The drop-ins the unit's comments give: each ``#   [Service]`` line
+    and the ``#   Key=value`` lines under it, as [(key, value), ...]."""
+    with open(UNIT) as f:
+        lines = f.read().split('\n')
+    blocks = []
+    for i, line in enumerate(lines):
+        if re.match(r'^#\s+\[Service\]$', line):
+            block = []
+            for following in lines[i + 1:]:
+                m = re.match(r'^#\s+([A-Za-z]+)=(.*)$', following)
+                if not m:
+                    break
+                block.append((m.group(1), m.group(2).strip()))
+            blocks.append(block)
+    return blocks
+
+
+def drop_in_adding(cap):
+    """The one drop-in of the unit's comments that adds ``cap``."""
+    found = [b for b in drop_ins()
+             if cap in {w for k, v in b if k == 'CapabilityBoundingSet'
+                        for w in v.split()}]
+    assert len(found) == 1, (cap, found)
+    return found[0]
+
+
+LISTS = ('CapabilityBoundingSet', 'AmbientCapabilities', 'ReadOnlyPaths',
+         'ReadWritePaths')
+
+
+def service(drop_in=(), unit=None):
+    """The unit's [Service] list settings with ``drop_in`` after it, as
+    systemd adds them up: each assignment adds its words, an empty one
+    clears what came before."""
+    unit = unit or read_unit()
+    out = {key: set() for key in LISTS}
+    for key, value in list(unit['Service']) + list(drop_in):
+        if key in LISTS:
+            if value:
+                out[key].update(value.split())
+            else:
+                out[key] = set()
+    return out
+
+
 def readme_section():
     with open(os.path.join(ROOT, 'README.rst')) as f:
         text = f.read()
@@ -119,6 +169,13 @@ def test_the_capabilities_are_exactly_the_documented_ones():
     assert words(unit, 'Service', 'CapabilityBoundingSet') == GRANTED
     assert words(unit, 'Service', 'AmbientCapabilities') == GRANTED
     assert one(unit, 'Service', 'NoNewPrivileges') == 'yes'
+    # /proc is read-only, in one line that the soft_dirty drop-in's empty
+    # ReadOnlyPaths= clears
+    assert values(unit, 'Service', 'ReadOnlyPaths') == ['/proc']
+    assert service(drop_in_adding('CAP_DAC_OVERRIDE'))['ReadOnlyPaths'] \
+        == set()
+    assert service(drop_in_adding('CAP_SYS_ADMIN'))['ReadOnlyPaths'] == \
+        {'/proc'}
     # every granted capability has its reason in the unit, and the ones
     # people would expect are explained as not granted
     assert comment_bullets('# Privileges.', '# Not granted:') == GRANTED
@@ -195,13 +252,14 @@ def test_systemd_analyze_verify_passes(tmp_path):
 # -- the capabilities at work -------------------------------------------------
 
 PROBE = r'''
-import errno, json, sys
+import errno, json, os, sys
 import numpy as np
 from loki_nova.memtier import kernfs, mover
-from loki_nova.memtier.trackers import pagemap
+from loki_nova.memtier.trackers import pagemap, softdirty
 
 pid, addr = int(sys.argv[1]), int(sys.argv[2])
 kfs = kernfs.KernelFS('/')
+proc = kfs.process_dir(pid)
 out = {}
 
 def attempt(name, fn):
@@ -211,18 +269,26 @@ def attempt(name, fn):
         out[name] = errno.errorcode.get(getattr(exc, 'errno', None),
                                         type(exc).__name__)
 
-attempt('identity', lambda: bool(kfs.process_stat(pid))
-        and bool(kfs.process_cmdline(pid)))
-attempt('maps', lambda: len(kfs.process_maps(pid)) > 0)
+def write_mem():
+    # the byte that is there, written back: the workload's data stays
+    fd = os.open('/proc/%d/mem' % pid, os.O_RDWR)
+    try:
+        return os.pwrite(fd, os.pread(fd, 1, addr), addr) == 1
+    finally:
+        os.close(fd)
+
+attempt('identity', lambda: bool(proc.stat()) and bool(proc.cmdline()))
+attempt('maps', lambda: len(proc.maps()) > 0)
 pages = np.array([addr], np.uint64)
 attempt('move_pages_query', lambda: int(mover.move_pages(pid, pages)[0]))
 attempt('move_pages_move', lambda: int(mover.move_pages(pid, pages, 0)[0]))
-attempt('pagemap', lambda: bool(pagemap.read(kfs, pid, addr, 1)[0]
+attempt('pagemap', lambda: bool(pagemap.read(proc, addr, 1)[0]
                                 & pagemap.PRESENT))
-attempt('pagemap_pfn', lambda: bool(pagemap.read(kfs, pid, addr, 1)[0]
+attempt('pagemap_pfn', lambda: bool(pagemap.read(proc, addr, 1)[0]
                                     & pagemap.PFN_MASK))
-attempt('clear_refs', lambda: kfs.write_text('proc/%d/clear_refs' % pid,
-                                             '4') or True)
+attempt('clear_refs', lambda: proc.write_text('clear_refs', '4') or True)
+attempt('mem_write', write_mem)
+out['soft_dirty_probe'] = softdirty._probe(kfs)
 print(json.dumps(out))
 '''
 
@@ -250,22 +316,41 @@ class NobodysWorkload(workloads.Workload):
         self.start, self.end = int(start, 16), int(end, 16)
 
 
-def probe(w, caps):
+def probe(w, caps, read_only=()):
+    """The PROBE's findings on workload ``w``, run as uid 0 with exactly
+    ``caps`` (setpriv; root's capabilities are its bounding set) and, as
+    systemd does for ReadOnlyPaths=, with each path of ``read_only``
+    bind-mounted read-only onto itself in a mount namespace of its own."""
     bounding = ','.join(['-all'] + ['+' + c[len('CAP_'):].lower()
                                     for c in sorted(caps)])
-    res = subprocess.run(
-        ['setpriv', '--bounding-set=' + bounding, '--inh-caps=-all',
-         '--no-new-privs', sys.executable, '-c', PROBE, str(w.pid),
-         str(w.start)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    argv = ['setpriv', '--bounding-set=' + bounding, '--inh-caps=-all',
+            '--no-new-privs', sys.executable, '-c', PROBE, str(w.pid),
+            str(w.start)]
+    if read_only:
+        mounts = ['mount --bind {0} {0} && mount -o remount,bind,ro {0}'
+                  .format(shlex.quote(path.lstrip('-')))
+                  for path in sorted(read_only)]
+        argv = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c',
+                ' && '.join(mounts + ['exec "$@"']), 'sh'] + argv
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                         cwd=ROOT)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
 
 
+def probe_as(w, settings):
+    """``probe`` under the [Service] ``settings`` of ``service()``."""
+    assert settings['AmbientCapabilities'] == \
+        settings['CapabilityBoundingSet']
+    return probe(w, settings['CapabilityBoundingSet'],
+                 settings['ReadOnlyPaths'])
+
+
 @pytest.fixture
 def nobodys_workload():
-    if os.geteuid() != 0 or shutil.which('setpriv') is None:
-        pytest.skip('needs root and setpriv(1)')
+    if os.geteuid() != 0 or shutil.which('setpriv') is None \
+            or shutil.which('unshare') is None:
+        pytest.skip('needs root, setpriv(1) and unshare(1)')
     try:
         import pwd
         pwd.getpwnam('nobody')
@@ -276,22 +361,69 @@ def nobodys_workload():
 
 
 def test_the_granted_capabilities_are_enough(nobodys_workload):
-    got = probe(nobodys_workload, GRANTED)
+    got = probe_as(nobodys_workload, service())
+    refused = got.pop('soft_dirty_probe')
     assert got == {'identity': True, 'maps': True, 'move_pages_query': 0,
-                   'move_pages_move': 0, 'pagemap': True,
-                   # frame numbers need CAP_SYS_ADMIN (idle_page only)
-                   'pagemap_pfn': False, 'clear_refs': True}, got
+                   'move_pages_move': 0,
+                   # DAMON needs neither; soft_dirty and idle_page do,
+                   # with their drop-ins
+                   'pagemap': 'EACCES', 'pagemap_pfn': 'EACCES',
+                   'clear_refs': 'EACCES', 'mem_write': 'EACCES'}, got
+    # soft_dirty is refused at start, and the reason names the drop-in
+    assert 'ReadOnlyPaths=/proc' in refused and 'drop-in' in refused
+
+
+def test_writing_another_process_memory_is_refused_twice(nobodys_workload):
+    """/proc/PID/mem passes the ptrace check with CAP_SYS_PTRACE: the
+    file mode (no CAP_DAC_OVERRIDE) refuses the write, and so does the
+    read-only /proc on its own, even to all of root's capabilities."""
+    w = nobodys_workload
+    unit = service()
+    everything = set(GRANTED | NOT_GRANTED | {'CAP_FOWNER', 'CAP_SYS_RAWIO'})
+    # the probe can write where nothing stops it (the same byte back)
+    assert probe(w, everything)['mem_write'] is True
+    assert probe(w, unit['CapabilityBoundingSet'])['mem_write'] == 'EACCES'
+    assert probe(w, everything, unit['ReadOnlyPaths'])['mem_write'] == \
+        'EROFS'
+    assert w.checksum_ok()
+
+
+def test_the_soft_dirty_drop_in_is_enough_and_costs_what_it_says(
+        nobodys_workload):
+    w = nobodys_workload
+    drop_in = drop_in_adding('CAP_DAC_OVERRIDE')
+    got = probe_as(w, service(drop_in))
+    assert got['pagemap'] is True and got['clear_refs'] is True
+    assert got['move_pages_move'] == 0 and got['maps'] is True
+    # the probe writes our own clear_refs: this kernel may lack
+    # soft-dirty bits, but /proc is writable again
+    assert 'ReadOnlyPaths' not in (got['soft_dirty_probe'] or '')
+    # what the unit's comments warn of
+    assert got['mem_write'] is True
+    assert w.checksum_ok()
+    # and without CAP_DAC_OVERRIDE the tracker's files stay closed
+    without = [(k, v.replace('CAP_DAC_OVERRIDE', 'CAP_SYS_PTRACE'))
+               for k, v in drop_in]
+    got = probe_as(w, service(without))
+    assert got['pagemap'] == 'EACCES' and got['clear_refs'] == 'EACCES'
+
+
+def test_the_idle_page_drop_in_reads_frames_and_writes_no_memory(
+        nobodys_workload):
+    got = probe_as(nobodys_workload,
+                   service(drop_in_adding('CAP_SYS_ADMIN')))
+    assert got['pagemap'] is True and got['pagemap_pfn'] is True
+    assert got['clear_refs'] == 'EACCES' and got['mem_write'] == 'EACCES'
 
 
 def test_each_granted_capability_is_needed(nobodys_workload):
     w = nobodys_workload
-    no_ptrace = probe(w, GRANTED - {'CAP_SYS_PTRACE'})
+    unit = service()
+    no_ptrace = probe(w, unit['CapabilityBoundingSet'] - {'CAP_SYS_PTRACE'},
+                      unit['ReadOnlyPaths'])
     assert no_ptrace['identity'] is True
-    for name in ('maps', 'move_pages_query', 'move_pages_move', 'pagemap'):
+    for name in ('maps', 'move_pages_query', 'move_pages_move'):
         assert no_ptrace[name] in ('EACCES', 'EPERM'), (name, no_ptrace)
-    no_dac = probe(w, GRANTED - {'CAP_DAC_OVERRIDE'})
-    assert no_dac['maps'] is True and no_dac['move_pages_move'] == 0
-    assert no_dac['pagemap'] == 'EACCES' and no_dac['clear_refs'] == 'EACCES'
 
 
 def test_cap_sys_nice_does_not_open_move_pages(nobodys_workload):

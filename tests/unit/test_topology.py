@@ -17,6 +17,7 @@ tests/fixtures/kernfs (shaped like real sysfs)."""
 
 import os
 import re
+import shutil
 
 import pytest
 
@@ -103,6 +104,86 @@ def test_override_uses_only_the_nodes_it_names():
 def test_bad_overrides_are_refused_clearly(override, said):
     with pytest.raises(topology.TopologyError, match=re.escape(said)):
         topology.discover(fs('one_tier'), override)
+
+
+def two_tier_copy(tmp_path, **files):
+    """The two_tier tree copied to ``tmp_path``, with ``files`` (paths
+    below sys/devices/system/node, '__' for '/') holding other text."""
+    root = tmp_path / 'two_tier'
+    shutil.copytree(os.path.join(FIXTURES, 'two_tier'), root)
+    for name, text in files.items():
+        (root / topology.NODE_DIR / name.replace('__', '/')).write_text(text)
+    return kernfs.KernelFS(str(root))
+
+
+@pytest.mark.parametrize('name,text,said', [
+    ('node0__distance', '10 x\n', "holds '10 x', not integers"),
+    ('node0__cpulist', '0-a\n', "'0-a' is not a kernel cpu/node list"),
+    ('has_memory', '0;1\n', "'0;1' is not a kernel cpu/node list"),
+    ('online', 'all\n', "'all' is not a kernel cpu/node list"),
+    ('node1__meminfo', 'Node 1 MemTotal:  lots kB\n',
+     "'Node 1 MemTotal:  lots kB' is not"),
+])
+def test_malformed_integers_in_sysfs_name_the_file(tmp_path, name, text,
+                                                   said):
+    kfs = two_tier_copy(tmp_path, **{name: text})
+    with pytest.raises(kernfs.KernelFSError) as err:
+        topology.discover(kfs)
+    message = str(err.value)
+    assert said in message
+    assert kfs.path(topology.NODE_DIR + '/' + name.replace('__', '/')) \
+        in message
+
+
+def test_a_malformed_tier_nodelist_names_the_file(tmp_path):
+    kfs = two_tier_copy(tmp_path)
+    path = kfs.path(topology.TIER_DIR + '/memory_tier4/nodelist')
+    with open(path, 'w') as f:
+        f.write('zero\n')
+    with pytest.raises(kernfs.KernelFSError, match=re.escape(path)):
+        topology.discover(kfs)
+
+
+@pytest.mark.parametrize('meminfo,said', [
+    ('Node 0 MemTotal:        0 kB\n',
+     'DRAM (rank 0) node0 has less than 1 MiB of MemTotal'),
+    ('Node 0 MemTotal:        512 kB\n', 'node0 has less than 1 MiB'),
+    ('Node 0 MemTotal:        -1048576 kB\n', 'MemTotal of -1048576 kB, '
+                                              'less than 0'),
+    ('Node 0 MemFree:         786432 kB\n', 'has no MemTotal line'),
+])
+def test_a_dram_node_without_memory_is_refused(tmp_path, meminfo, said):
+    kfs = two_tier_copy(tmp_path, node0__meminfo=meminfo)
+    with pytest.raises(topology.TopologyError) as err:
+        topology.discover(kfs)
+    assert said in str(err.value)
+    assert kfs.path(topology.NODE_DIR + '/node0/meminfo') in str(err.value)
+
+
+def test_a_slow_node_without_memory_as_dram_is_refused_too(tmp_path):
+    # node_tiers can rank any node DRAM
+    kfs = two_tier_copy(tmp_path, node1__meminfo='Node 1 MemTotal: 0 kB\n')
+    assert topology.discover(kfs).fast_mb == 1024
+    with pytest.raises(topology.TopologyError) as err:
+        topology.discover(kfs, {'0': '1', '1': '0'})
+    assert 'DRAM (rank 0) node1 has less than 1 MiB' in str(err.value)
+    assert str(err.value).endswith('only nodes with memory in node_tiers')
+
+
+@pytest.mark.parametrize('reserve,refused', [(1023, False), (1024, True),
+                                             (4096, True)])
+def test_a_dram_reserve_at_or_above_the_capacity_is_refused(reserve,
+                                                            refused):
+    topo = topology.discover(fs('two_tier'))
+    if not refused:
+        topology.check_dram_reserve(topo, reserve)
+        return
+    with pytest.raises(topology.TopologyError) as err:
+        topology.check_dram_reserve(topo, reserve)
+    assert str(err.value).startswith(
+        '[memtier] dram_reserve_mb = %d is at or above the DRAM capacity '
+        'of this host, 1024 MiB (node 0)' % reserve)
+    assert 'Set it below 1024' in str(err.value)
 
 
 def test_kernfs_refuses_damon_writes_without_permission(tmp_path):

@@ -40,11 +40,15 @@ def make_guest(pages):
 
 
 def write_pagemap(root, entries):
+    """The stand-in process PID: its pagemap, and a stat line with the
+    start time ``make_guest`` gives it."""
     path = root / ('proc/%d/pagemap' % PID)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, 'wb') as f:
         f.seek(BASE // 4096 * 8)
         f.write(np.asarray(entries, dtype=np.uint64).tobytes())
+    (path.parent / 'stat').write_text(
+        '%d (qemu (x)) S' % PID + ' 0' * 18 + ' 1 0 0\n')
 
 
 def test_idle_page_tracker_on_a_stand_in_tree(tmp_path):
@@ -117,8 +121,8 @@ def test_soft_dirty_counts_from_the_pagemap_bits(tmp_path):
     write_pagemap(tmp_path, entries)
     g = make_guest(8)
     layout = guest.ChunkLayout(g.ranges, 4 * 4096)
-    entries = pagemap.read_layout(kernfs.KernelFS(str(tmp_path)), PID,
-                                  layout)
+    with kernfs.KernelFS(str(tmp_path)).process_dir(PID) as proc:
+        entries = pagemap.read_layout(proc, layout)
     counts = pagemap.per_chunk(layout, (entries & pagemap.SOFT_DIRTY) != 0)
     assert counts.tolist() == [3, 0]
     assert pagemap.scale(counts, layout).tolist() == [15, 0]

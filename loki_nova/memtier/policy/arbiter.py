@@ -21,6 +21,11 @@
   ceiling.  When their demand fits, each gets all of it; when DRAM is
   needed elsewhere (a reservation, a new guest) the shares shrink and
   budgets fall back toward the floors.
+* Reservations (DRAM promised to guests about to start) come after the
+  floors of the guests that run: they take only what the host reserve and
+  the floors leave (``reservation_room``), so a reservation whose guest
+  never arrives can pull on-demand guests down to their floors, never
+  below.
 * If the floors alone do not fit, nothing is handed out:
   ``InsufficientDram`` says by how much they overflow.  A floor is never
   silently cut.
@@ -39,20 +44,25 @@ POLICIES = (STATIC, ON_DEMAND)
 
 
 class InsufficientDram(Exception):
-    """The guaranteed floors (plus reserve and reservations) exceed the
-    fast tier."""
+    """The guaranteed floors plus the host reserve exceed the fast tier
+    (pending reservations never count here: they yield to floors)."""
 
-    def __init__(self, capacity_mb, reserve_mb, reserved_mb, floors_mb):
+    def __init__(self, capacity_mb, reserve_mb, floors_mb):
         self.capacity_mb = capacity_mb
         self.reserve_mb = reserve_mb
-        self.reserved_mb = reserved_mb
         self.floors_mb = floors_mb
-        needed = reserve_mb + reserved_mb + floors_mb
+        needed = reserve_mb + floors_mb
         super().__init__(
-            'DRAM floors of %d MiB plus host reserve %d MiB and pending '
-            'reservations %d MiB need %d MiB, but the fast tier has %d MiB '
-            '(%d MiB short)' % (floors_mb, reserve_mb, reserved_mb, needed,
-                                capacity_mb, needed - capacity_mb))
+            'DRAM floors of %d MiB plus host reserve %d MiB need %d MiB, '
+            'but the fast tier has %d MiB (%d MiB short)'
+            % (floors_mb, reserve_mb, needed, capacity_mb,
+               needed - capacity_mb))
+
+
+def reservation_room(capacity_mb, reserve_mb, floors_mb):
+    """MiB of the fast tier pending reservations may hold: what the host
+    reserve and the floors of running guests leave (never below 0)."""
+    return max(0, capacity_mb - reserve_mb - floors_mb)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +114,9 @@ def allocate(capacity_mb, reserve_mb, guests, reserved_mb=0):
     :param capacity_mb: the fast tier's size.
     :param reserve_mb: DRAM kept free for the host.
     :param guests: iterable of ``GuestDemand``; names must be unique.
-    :param reserved_mb: DRAM promised to guests about to start.
-    :raises InsufficientDram: when the floors do not fit.
+    :param reserved_mb: DRAM promised to guests about to start; it is
+        held only up to ``reservation_room`` (floors come first).
+    :raises InsufficientDram: when the floors and the reserve do not fit.
     """
     guests = list(guests)
     names = [guest.name for guest in guests]
@@ -116,9 +127,14 @@ def allocate(capacity_mb, reserve_mb, guests, reserved_mb=0):
                          '>= 0, got %d, %d, %d'
                          % (capacity_mb, reserve_mb, reserved_mb))
     floors = sum(guest.floor_mb for guest in guests)
-    spare = capacity_mb - reserve_mb - reserved_mb - floors
-    if spare < 0:
-        raise InsufficientDram(capacity_mb, reserve_mb, reserved_mb, floors)
+    if floors + reserve_mb > capacity_mb:
+        raise InsufficientDram(capacity_mb, reserve_mb, floors)
+    room = reservation_room(capacity_mb, reserve_mb, floors)
+    if reserved_mb > room:
+        LOG.debug('pending reservations of %d MiB are held only up to the '
+                  '%d MiB the floors of running guests leave', reserved_mb,
+                  room)
+    spare = room - min(reserved_mb, room)
 
     budgets = {guest.name: guest.floor_mb for guest in guests}
     wanted = {guest.name: guest.wanted_extra_mb for guest in guests

@@ -36,6 +36,7 @@ are ordinary accesses of the QEMU process.  Under TCG the guest kernel
 needs ``pti=on`` for DAMON to see re-accesses (see shared/RIG.md).
 """
 
+import errno
 import gzip
 import json
 import logging
@@ -123,7 +124,7 @@ class DamonTracker(trackers.Tracker):
     def _record(self):
         if not self.state_path:
             return
-        pids = [int(self.kfs.read_text('%s/%d/pid' % (KDAMONDS, i)))
+        pids = [self.kfs.read_int('%s/%d/pid' % (KDAMONDS, i))
                 for i in range(len(self._slots))]
         os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
         tmp = self.state_path + '.tmp'
@@ -212,9 +213,15 @@ class DamonTracker(trackers.Tracker):
             for col, field in enumerate(('start', 'end', 'nr_accesses')):
                 fd = os.open(d + field, os.O_RDONLY)
                 try:
-                    out[row, col] = int(os.read(fd, 64))
+                    text = os.read(fd, 64)
                 finally:
                     os.close(fd)
+                try:
+                    out[row, col] = int(text)
+                except ValueError:
+                    raise kernfs_mod.KernelFSError(
+                        errno.EINVAL, '%s holds %r, not an integer'
+                        % (d + field, text)) from None
         return out
 
     def sample(self, guest, layout):

@@ -22,7 +22,9 @@ again.  Only frames of managed guests are ever written: marking a frame
 idle clears the accessed bits of every mapping of it, so touching other
 frames would disturb other processes' page aging.
 
-Needs CONFIG_IDLE_PAGE_TRACKING and CAP_SYS_ADMIN (frame numbers).  No
+Needs CONFIG_IDLE_PAGE_TRACKING, CAP_SYS_ADMIN (frame numbers) and, for
+another user's process, CAP_DAC_READ_SEARCH (pagemap is mode 0400); the
+systemd unit grants both only in the drop-in its comments give.  No
 Debian kernel package offers it (bookworm's 6.1, bookworm-backports' 6.12
 and this build machine's kernel all have it off), so this tracker is tested
 against a directory tree that stands in for pagemap and the bitmap
@@ -33,6 +35,7 @@ import os
 
 import numpy as np
 
+from loki_nova.memtier import guest as guest_mod
 from loki_nova.memtier import kernfs as kernfs_mod
 from loki_nova.memtier import trackers
 from loki_nova.memtier.trackers import pagemap
@@ -76,7 +79,8 @@ class IdlePageTracker(trackers.Tracker):
     def _frames(self, guest, layout):
         """(present mask per page over all ranges, frame numbers)."""
         pid = guest.identity.pid
-        entries = pagemap.read_layout(self.kfs, pid, layout)
+        with guest_mod.process_dir(self.kfs, guest) as proc:
+            entries = pagemap.read_layout(proc, layout)
         present = (entries & pagemap.PRESENT) != 0
         pfns = entries[present] & pagemap.PFN_MASK
         if len(pfns) and not pfns.any():

@@ -29,27 +29,32 @@ SOFT_DIRTY = np.uint64(1 << 55)
 PFN_MASK = np.uint64((1 << 55) - 1)
 
 
-def read(kfs, pid, start, npages):
-    """Entries for ``npages`` pages from virtual address ``start``."""
+def read(proc, start, npages):
+    """Entries for ``npages`` pages from virtual address ``start`` of the
+    process whose /proc/PID directory ``proc`` (``kernfs.ProcessDir``)
+    is."""
     out = np.zeros(npages, dtype=np.uint64)
-    with kfs.open('proc/%d/pagemap' % pid, 'rb', buffering=0) as f:
+    with proc.open('pagemap') as f:
         view = memoryview(out).cast('B')
         offset = (start // PAGE_SIZE) * 8
         got = 0
         while got < len(view):
-            n = os.preadv(f.fileno(), [view[got:]], offset + got)
+            try:
+                n = os.preadv(f.fileno(), [view[got:]], offset + got)
+            except OSError as exc:
+                raise proc.explain(exc, 'pagemap', 'read') from None
             if n <= 0:
                 break
             got += n
     return out
 
 
-def read_layout(kfs, pid, layout):
+def read_layout(proc, layout):
     """Entries for every page of the guest's RAM, range after range in
     the layout's (address) order."""
     if not layout.ranges:
         return np.zeros(0, np.uint64)
-    return np.concatenate([read(kfs, pid, r.start, r.size // PAGE_SIZE)
+    return np.concatenate([read(proc, r.start, r.size // PAGE_SIZE)
                            for r in layout.ranges])
 
 

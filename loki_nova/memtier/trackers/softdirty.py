@@ -20,13 +20,21 @@ Each sample reads the soft-dirty bit of every guest page from
 next write to each one takes a minor fault).  It sees writes only, and
 costs 8 bytes of pagemap read per page per interval: the last resort when
 neither DAMON nor the idle-page bitmap is offered.  Needs
-CONFIG_MEM_SOFT_DIRTY.
+CONFIG_MEM_SOFT_DIRTY, and -- for QEMU, another user's process --
+CAP_DAC_OVERRIDE (clear_refs is mode 0200) and a writable /proc, which the
+systemd unit grants only through the drop-in its comments give.
+
+Both files are used through the guest's held /proc/PID directory
+(``guest.process_dir``), so a pid taken over by another process is
+neither read nor cleared.
 """
 
 import ctypes
+import errno
 import mmap
 import os
 
+from loki_nova.memtier import guest as guest_mod
 from loki_nova.memtier import kernfs as kernfs_mod
 from loki_nova.memtier.trackers import pagemap
 from loki_nova.memtier import trackers
@@ -43,25 +51,53 @@ class SoftDirtyTracker(trackers.Tracker):
             raise trackers.TrackerUnavailable(reason)
         self._cleared = set()
 
-    def _clear(self, pid):
-        self.kfs.write_text('proc/%d/clear_refs' % pid, '4')
+    def _clear(self, proc):
+        try:
+            proc.write_text('clear_refs', '4')
+        except kernfs_mod.KernelFSError as exc:
+            raise _explained(exc) from None
 
     def update(self, guests):
         for key, (guest, layout) in guests.items():
             if key not in self._cleared:
-                self._clear(guest.identity.pid)
+                with guest_mod.process_dir(self.kfs, guest) as proc:
+                    self._clear(proc)
                 self._cleared.add(key)
 
     def sample(self, guest, layout):
-        pid = guest.identity.pid
-        entries = pagemap.read_layout(self.kfs, pid, layout)
-        counts = pagemap.per_chunk(layout,
-                                   (entries & pagemap.SOFT_DIRTY) != 0)
-        self._clear(pid)
+        with guest_mod.process_dir(self.kfs, guest) as proc:
+            try:
+                entries = pagemap.read_layout(proc, layout)
+            except kernfs_mod.KernelFSError as exc:
+                raise _explained(exc) from None
+            counts = pagemap.per_chunk(layout,
+                                       (entries & pagemap.SOFT_DIRTY) != 0)
+            self._clear(proc)
         return pagemap.scale(counts, layout)
 
     def forget(self, key):
         self._cleared.discard(key)
+
+
+#: What stops the agent from using another user's clear_refs or pagemap,
+#: by errno, and what lets it.
+_REMEDIES = {
+    errno.EACCES: 'the soft_dirty tracker needs CAP_DAC_OVERRIDE for '
+                  'another user\'s process (QEMU runs as libvirt-qemu); '
+                  'the systemd unit grants it only in the drop-in its '
+                  'comments give',
+    errno.EROFS: '/proc is read-only for the agent (the systemd unit\'s '
+                 'ReadOnlyPaths=/proc); the soft_dirty tracker needs the '
+                 'drop-in the unit\'s comments give',
+}
+
+
+def _explained(exc):
+    remedy = _REMEDIES.get(exc.errno)
+    if remedy is None:
+        return exc
+    return kernfs_mod.KernelFSError(exc.errno, '%s: %s' % (exc.strerror,
+                                                           remedy))
 
 
 def _probe(kfs):
@@ -72,12 +108,13 @@ def _probe(kfs):
         addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
         buf[0:1] = b'x'
         try:
-            kfs.write_text('proc/self/clear_refs', '4')
-            before = pagemap.read(kfs, os.getpid(), addr, 1)[0]
-            buf[0:1] = b'y'
-            after = pagemap.read(kfs, os.getpid(), addr, 1)[0]
-        except (OSError, kernfs_mod.KernelFSError) as exc:
-            return ('cannot use clear_refs/pagemap: %s' % exc)
+            with kfs.process_dir(os.getpid()) as proc:
+                proc.write_text('clear_refs', '4')
+                before = pagemap.read(proc, addr, 1)[0]
+                buf[0:1] = b'y'
+                after = pagemap.read(proc, addr, 1)[0]
+        except OSError as exc:
+            return 'cannot use clear_refs/pagemap: %s' % _explained(exc)
         if (before & pagemap.SOFT_DIRTY) or not (after & pagemap.SOFT_DIRTY):
             return ('the kernel does not keep soft-dirty bits (a page '
                     'written after clear_refs showed none; needs '
