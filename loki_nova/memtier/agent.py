@@ -864,13 +864,10 @@ class Agent:
         total_kb = 0
         try:
             for node in nodes:
-                text = self.kfs.read_text(
-                    '/sys/devices/system/node/node%d/meminfo' % node.id)
-                for line in text.splitlines():
-                    parts = line.split()
-                    if len(parts) >= 4 and parts[2] == 'MemFree:':
-                        total_kb += int(parts[3])
-        except (OSError, ValueError, kernfs_mod.KernelFSError):
+                total_kb += self.kfs.read_node_meminfo(
+                    '%s/node%d/meminfo' % (topology_mod.NODE_DIR, node.id)
+                ).get('MemFree', 0)
+        except (OSError, kernfs_mod.KernelFSError):
             return None
         return total_kb // 1024
 

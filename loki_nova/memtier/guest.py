@@ -19,7 +19,7 @@ Identity is pid + process start time (+ the libvirt domain uuid for QEMU
 guests, checked against ``-uuid`` on QEMU's command line).  A pid alone can
 be recycled by an unrelated process.  The agent ``attach`` es every guest it
 manages: it holds the process's /proc/PID directory open, checked once
-against the identity, and reads stat, maps and pagemap and writes
+against the identity, and reads stat, cmdline and pagemap and writes
 clear_refs through it, so none of them can reach a process that took the
 pid over.  ``verify`` runs before and after every ``move_pages`` call
 (which can only name a pid), and a guest whose identity no longer holds is

@@ -207,16 +207,6 @@ class KernelFS:
     def process_start_time(self, pid):
         return self.process_stat(pid)[1]
 
-    def process_cmdline(self, pid):
-        """argv of ``pid`` as a list of strings."""
-        try:
-            with self.open('proc/%d/cmdline' % pid) as f:
-                raw = f.read()
-        except FileNotFoundError:
-            raise ProcessLookupError(errno.ESRCH, 'no process %d' % pid)
-        return [a.decode('utf-8', errors='surrogateescape')
-                for a in raw.split(b'\0')[:-1]]
-
     def process_maps(self, pid):
         """The mappings of ``pid`` (/proc/PID/maps) as ``Mapping`` s."""
         try:
