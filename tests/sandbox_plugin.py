@@ -29,6 +29,8 @@ If the sandbox cannot boot, the proxies fail with the reason; with
 ``@pytest.mark.sandbox(cpus=N, node_mib=(A, B))`` asks for N vCPUs and
 nodes of A and B MiB; the boot of a batch gets the most any of its tests
 asks for (default 1 vCPU, tools/sandbox.py's node sizes).
+``@pytest.mark.sandbox(seconds=S)``: the test may take S seconds (default
+60), which the batch's time limit adds up.
 
 ``@pytest.mark.sandbox(host=True)`` marks a test that drives the sandbox
 from the host itself (it boots its own guest): it is not proxied, it
@@ -36,7 +38,7 @@ is skipped inside the guest and under ``LOKI_SANDBOX=skip``, and
 ``-m sandbox`` / ``-m "not sandbox"`` select it like the others.
 
 Environment: ``LOKI_SANDBOX_TIMEOUT`` (seconds for the whole batch;
-default 600 plus 60 per test, at most 3600), ``LOKI_SANDBOX_CPUS``
+default 600 plus each test's seconds, at most 3600), ``LOKI_SANDBOX_CPUS``
 (vCPUs, default 1: under TCG on this 2-core machine two vCPUs made the
 sandbox tests slower), ``LOKI_SANDBOX_CACHE`` (tools/sandbox.py).
 """
@@ -55,6 +57,8 @@ import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKER = 'sandbox'
+#: Seconds a sandbox test may take unless its marker says (``seconds=``).
+TEST_SECONDS = 60
 # Written by the in-guest hook, on the writable share.
 REPORT_ENV = 'LOKI_SANDBOX_REPORT'
 REPORT_FILE = 'pytest-results.jsonl'
@@ -105,11 +109,15 @@ class InnerFailure(Exception):
 class SandboxBatch:
     """One sandbox boot running pytest on all the proxied node ids."""
 
-    def __init__(self, config, nodeids, cpus=None, node_mib=None):
+    def __init__(self, config, nodeids, cpus=None, node_mib=None,
+                 seconds=None):
         """``cpus`` / ``node_mib``: what the tests' markers ask for (the
-        most of each); the defaults otherwise."""
+        most of each); the defaults otherwise.  ``seconds``: what the
+        tests may take, all together (default 60 each)."""
         self.config = config
         self.nodeids = list(nodeids)
+        self.seconds = seconds if seconds is not None else \
+            TEST_SECONDS * len(self.nodeids)
         self.cpus = cpus
         self.node_mib = node_mib
         self.ran = False
@@ -123,7 +131,7 @@ class SandboxBatch:
         value = os.environ.get(TIMEOUT_ENV)
         if value:
             return float(value)
-        return min(3600, 600 + 60 * len(self.nodeids))
+        return min(3600, 600 + self.seconds)
 
     def command(self):
         # Hypothesis's pytest plugin imports all of Hypothesis at start-up:
@@ -389,16 +397,17 @@ def pytest_collection_modifyitems(session, config, items):
               and not _runs_on_host(item)]
     if not chosen:
         return
-    cpus, node_mib = None, None
+    cpus, node_mib, seconds = None, None, 0
     for item in chosen:
         kwargs = item.get_closest_marker(MARKER).kwargs
+        seconds += int(kwargs.get('seconds') or TEST_SECONDS)
         if kwargs.get('cpus'):
             cpus = max(cpus or 1, int(kwargs['cpus']))
         if kwargs.get('node_mib'):
             node_mib = [max(a, b) for a, b in zip(
                 node_mib or (0, 0), kwargs['node_mib'])]
     batch = SandboxBatch(config, [item.nodeid for item in chosen],
-                         cpus=cpus, node_mib=node_mib)
+                         cpus=cpus, node_mib=node_mib, seconds=seconds)
     config.stash[_BATCH] = batch
     proxies = {id(item): _proxy_for(item, batch) for item in chosen}
     items[:] = [proxies.get(id(item), item) for item in items]

@@ -821,7 +821,7 @@ import pytest
 def test_big():
     pass
 
-@pytest.mark.sandbox(node_mib=(512, 1024))
+@pytest.mark.sandbox(node_mib=(512, 1024), seconds=1200)
 def test_wide():
     pass
 
@@ -835,15 +835,19 @@ def test_plugin_boots_with_the_most_the_markers_ask_for(pytester,
                                                         monkeypatch):
     monkeypatch.delenv('LOKI_SANDBOX', raising=False)
     monkeypatch.delenv(sandbox_plugin.CPUS_ENV, raising=False)
+    monkeypatch.delenv(sandbox_plugin.TIMEOUT_ENV, raising=False)
     monkeypatch.setenv('OS_NOVA_DISABLE_EVENTLET_PATCHING', 'true')
     pytester.makeini('[pytest]\nmarkers =\n    sandbox: in the sandbox\n')
     pytester.makeconftest("pytest_plugins = ['tests.sandbox_plugin']\n")
     pytester.makepyfile(test_machine=MACHINE_TESTS)
     boots = []
 
+    timeouts = []
+
     def run(command, *, cwd, env, timeout, out_dir, keep=(), stream=None,
             **machine):
         boots.append((command[command.index('--') + 1:], env, machine))
+        timeouts.append(timeout)
         raise sandbox.SandboxUnavailable('recorded only')
 
     monkeypatch.setattr(sandbox, 'run', run)
@@ -851,12 +855,16 @@ def test_plugin_boots_with_the_most_the_markers_ask_for(pytester,
     [(nodeids, env, machine)] = boots
     assert len(nodeids) == 3
     assert machine == {'cpus': 2, 'node_mib': (1536, 1024)}
+    # The batch's time: 600 s to boot, 1200 s the marker asks for, 60 s
+    # for each of the other two.
+    assert timeouts == [600 + 1200 + 2 * 60]
     # Nova's concurrency mode goes in with the tests.
     assert env['OS_NOVA_DISABLE_EVENTLET_PATCHING'] == 'true'
     boots.clear()
     # Only the plain test: the defaults.
     pytester.runpytest_inprocess('-p', 'no:cacheprovider', '-k', 'plain')
     assert [machine for _, _, machine in boots] == [{'cpus': 1}]
+    assert timeouts[-1] == 600 + 60
 
 
 def test_libvirt_rig_leaves_the_machines_mounts_and_cgroups_alone(
