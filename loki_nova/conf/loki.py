@@ -16,6 +16,8 @@
 
 from oslo_config import cfg
 
+from loki_nova.conf.memtier import FiniteFloatOpt
+
 loki_group = cfg.OptGroup(
     'loki',
     title='LokiDriver (tiered memory) options',
@@ -48,7 +50,7 @@ loki_opts = [
              'CUSTOM_LOKI_SLOW_MEMORY_MB inventory reported to Placement '
              '(the slow-tier counterpart of reserved_host_memory_mb). '
              'Default 0.'),
-    cfg.FloatOpt(
+    FiniteFloatOpt(
         'slow_memory_allocation_ratio',
         default=1.0,
         min=0.0,

@@ -17,6 +17,7 @@
 from oslo_config import cfg
 import pytest
 
+from loki_nova.conf import loki as loki_conf
 from loki_nova.conf import memtier
 
 
@@ -64,8 +65,10 @@ def test_non_finite_seconds_are_rejected_naming_the_option(tmp_path, name,
 
 
 def test_every_float_option_refuses_non_finite_values():
-    floats = [o for o in memtier.memtier_opts if isinstance(o, cfg.FloatOpt)]
-    assert {o.dest for o in floats} >= {'interval', 'usage_interval'}
+    floats = [o for o in memtier.memtier_opts + loki_conf.loki_opts
+              if isinstance(o, cfg.FloatOpt)]
+    assert {o.dest for o in floats} >= {'interval', 'usage_interval',
+                                        'slow_memory_allocation_ratio'}
     for opt in floats:
         assert isinstance(opt.type, memtier.FiniteFloat), opt.dest
         with pytest.raises(ValueError, match='must be a finite number'):
