@@ -160,9 +160,12 @@ class Recorder:
     """An interval listener of the agent: keeps the timeline, prints the
     table, and keeps each guest's heat and tiers of the last interval."""
 
-    def __init__(self, agent, specs, started, say):
+    def __init__(self, agent, specs, started, say, names=None):
         self.agent = agent
         self.specs = specs
+        #: The agent's key of a guest -> its spec's name (the same
+        #: unless given: Nova's guests are keyed by instance uuid).
+        self.names = names or {}
         self.started = started
         self.say = say
         self.rows = []
@@ -189,13 +192,14 @@ class Recorder:
         for key, st in report.guests.items():
             if not st.tiered:
                 continue
-            guests[key] = {f: round(getattr(st, f), 2) for f in (
+            name = self.names.get(key, key)
+            guests[name] = {f: round(getattr(st, f), 2) for f in (
                 'dram_mb', 'slow_mb', 'hot_mb', 'budget_mb', 'promoted_mb',
                 'demoted_mb')}
-            guests[key]['failed_pages'] = st.failed_pages
+            guests[name]['failed_pages'] = st.failed_pages
             m = self.agent.guests.get(key)
             if m is not None and m.tier is not None:
-                self.final[key] = (m.planner.heat.copy(), m.tier.copy())
+                self.final[name] = (m.planner.heat.copy(), m.tier.copy())
         if not guests:
             self.seen = report.number
             return
@@ -513,8 +517,9 @@ def run(schedule, specs=GUESTS, json_path=None, out=None, workdir=None):
     return summary
 
 
-def summarize(schedule, specs, topology, reserve, recorder, answers, heat,
-              checksums, elapsed):
+def guests_summary(specs, recorder, heat):
+    """Each guest's spec with its heat over time and at the end, as the
+    summary (and ``plot``) has them."""
     guests = []
     for s in specs:
         d = dataclasses.asdict(s)
@@ -530,10 +535,21 @@ def summarize(schedule, specs, topology, reserve, recorder, answers, heat,
             'hot_heat': hist.get('hot_heat'),
         }
         guests.append(d)
+    return guests
+
+
+def nodes_mb():
+    """{node: MiB} of nodes 0 and 1, from their meminfo."""
+    return {str(n): _node_mb(n) for n in (0, 1)}
+
+
+def summarize(schedule, specs, topology, reserve, recorder, answers, heat,
+              checksums, elapsed):
+    guests = guests_summary(specs, recorder, heat)
     return {
         'version': SUMMARY_VERSION,
         'kernel': os.uname().release,
-        'nodes_mb': {str(n): _node_mb(n) for n in (0, 1)},
+        'nodes_mb': nodes_mb(),
         'fast_mb': topology.fast_mb,
         'slow_mb': topology.slow_mb,
         'reserve_mb': reserve,
@@ -616,11 +632,12 @@ def plot(summary, path):
     nodes = summary.get('nodes_mb', {})
     told = '   '.join('(%d) %s' % (i + 1, _short(e['label']))
                       for i, e in enumerate(events))
+    what = summary.get('subject', 'The loki-memtier agent')
     figure.suptitle(
-        'The loki-memtier agent on the two-tier sandbox kernel %s (node0 '
-        'DRAM %s MiB, node1 slow %s MiB): DAMON tracker, move_pages '
-        'mover\n%s' % (summary.get('kernel', ''), nodes.get('0', '?'),
-                       nodes.get('1', '?'), told), fontsize='large')
+        '%s on the two-tier sandbox kernel %s (node0 DRAM %s MiB, node1 '
+        'slow %s MiB): DAMON tracker, move_pages mover\n%s' % (
+            what, summary.get('kernel', ''), nodes.get('0', '?'),
+            nodes.get('1', '?'), told), fontsize='large')
     figure.tight_layout(rect=(0, 0.035, 1, 0.95))
     figure.savefig(path, dpi=90)
     pyplot.close(figure)

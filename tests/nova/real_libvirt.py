@@ -89,8 +89,6 @@ from tests import libvirt_rig as rig
 
 URI = rig.URI
 MiB = 1 << 20
-#: Kernel command line of the tiny guest (image property os_command_line).
-CMDLINE = rig.KERNEL_CMDLINE
 ROOT_DISK_BYTES = 1 * MiB
 #: The real functions Nova's test poisons replace, captured at import.
 _REAL_HOST_FUNCTIONS = {
@@ -160,6 +158,12 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
     #: Seconds between two looks at a server's status (each look is an
     #: API request: costly where the services run under TCG).
     POLL_INTERVAL = 0.02
+    #: Kernel command line of the root image (image property
+    #: os_command_line).
+    CMDLINE = rig.KERNEL_CMDLINE
+    #: More properties of the root image (e.g. fewer devices for guests
+    #: nested under TCG).
+    IMAGE_PROPERTIES = {}
     work_dir = None
     image = None
 
@@ -238,11 +242,17 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
             generated.append(xml)
             if phantom:
                 xml = drop_nodes(xml, phantom)
-            return real_write(host, xml)
+            return real_write(host, self.rewrite_guest_xml(xml))
 
         self.useFixture(fixtures.MonkeyPatch(
             'nova.virt.libvirt.host.Host.write_instance_config',
             write_instance_config))
+
+    def rewrite_guest_xml(self, xml):
+        """The domain XML libvirt is given, from the driver's (recorded
+        unchanged in ``generated_xml``); a test class may take out what
+        its guests cannot afford."""
+        return xml
 
     def _register_images(self):
         """Kernel, ramdisk and root disk images in the GlanceFixture."""
@@ -260,8 +270,9 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
             ramdisk = add('loki-tiny-ramdisk', 'ari', f.read())
         self.image_id = add('loki-tiny-root', 'raw',
                             b'\0' * ROOT_DISK_BYTES,
-                            {'kernel_id': kernel, 'ramdisk_id': ramdisk,
-                             'os_command_line': CMDLINE})
+                            dict(self.IMAGE_PROPERTIES, kernel_id=kernel,
+                                 ramdisk_id=ramdisk,
+                                 os_command_line=self.CMDLINE))
 
     # -- helpers ---------------------------------------------------------
 

@@ -1,0 +1,201 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Probe (not collected): which nested guests boot in the sandbox, and
+under what load.  An investigation tool for issue 13, kept to rerun.
+
+Each stage boots guests of ``tests/libvirt_rig.domain_xml`` (the workload
+image, 160 MiB) on the sandbox's libvirtd at the same time, optionally
+with parts of Nova's domain XML added, and reports for each guest
+BOOTED (the workload's marker on its console), PANIC or TIMEOUT (400 s).
+``LOKI_PROBE_STAGES``: stages separated by ``;``, guests in a stage by
+``|``, each guest a comma list of ``cpu``, ``iothreads``, ``numatune``,
+``sysinfo``, ``pty``, ``acpi`` (or ``plain``).  ``LOKI_PROBE_STRESS``:
+``migrate`` (move all guest RAM between the nodes every 3 s),
+``compact`` (``/proc/sys/vm/compact_memory`` every 3 s), ``hog`` (a busy
+loop and a 0.5 ms sleeper process beside the guests)::
+
+    python3 tools/sandbox.py run --cpus 1 --timeout 2400 \\
+        --env LOKI_PROBE_STAGES='plain;plain|plain' \\
+        --env LOKI_PROBE_STRESS=hog -- \\
+        .venv/bin/python -m pytest -s tests/nova/nested_boot_probe.py
+
+Measured on 2026-12-05 (sandbox: 1 vCPU, QEMU 7.2 TCG, 6.12 kernel;
+times from define to the workload's marker):
+
+* plain: booted in 106 s; plain|plain: both in 235 and 260 s;
+* cpu,iothreads,numatune,sysinfo,pty (Nova's XML less its devices and
+  features): 101 s alone, 242 and 278 s two at a time;
+* plain|plain with migrate+compact: one booted (369 s), one timed out,
+  no panic: page moves under a running QEMU do not corrupt its guest;
+* plain|plain with hog: PANIC after 229 s (the same early-boot oops as
+  the Nova-spawned guests: garbage EFLAGS in an interrupt frame);
+* the same with the sandbox's CPU model ``Nehalem`` (no XSAVE, PCID,
+  FSGSBASE, PKU or AVX): PANIC after 325 s;
+* with ``preempt=none`` on the sandbox's kernel and hog: no panic, but
+  neither guest booted in 400 s (three sandboxes shared the machine).
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from lxml import etree
+import numpy as np
+import pytest
+
+from loki_nova.memtier import mover
+from tests import libvirt_rig as rig
+from tests.sandbox import INSIDE_ONLY
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.sandbox(cpus=1)] + [
+    mark for mark in INSIDE_ONLY if mark.name != 'sandbox']
+libvirt_daemons = rig.libvirt_daemons
+libvirt_conn = rig.libvirt_conn
+rig_dir = rig.rig_dir
+
+GUEST_MB = 160
+TIMEOUT = 400
+HOGS = ('while True: pass',
+        'import time\nwhile True: time.sleep(0.0005)')
+
+
+def with_nova_parts(xml, parts):
+    """The rig's domain XML with the named parts of Nova's added."""
+    root = etree.fromstring(xml)
+    if 'cpu' in parts:
+        cpu = etree.SubElement(root, 'cpu', match='exact')
+        etree.SubElement(cpu, 'topology', sockets='1', cores='1',
+                         threads='1')
+    if 'iothreads' in parts:
+        etree.SubElement(root, 'iothreads').text = '1'
+    if 'numatune' in parts:
+        tune = etree.SubElement(root, 'numatune')
+        etree.SubElement(tune, 'memory', mode='restrictive', nodeset='0-1')
+    if 'sysinfo' in parts:
+        info = etree.SubElement(root, 'sysinfo', type='smbios')
+        system = etree.SubElement(info, 'system')
+        etree.SubElement(system, 'entry', name='manufacturer').text = 'probe'
+        etree.SubElement(root.find('os'), 'smbios', mode='sysinfo')
+    if 'pty' in parts:
+        devices = root.find('devices')
+        serial = devices.find('serial')
+        path = serial.find('source').get('path')
+        devices.remove(serial)
+        serial = etree.SubElement(devices, 'serial', type='pty')
+        etree.SubElement(serial, 'log', file=path, append='off')
+    if 'acpi' in parts:
+        features = etree.SubElement(root, 'features')
+        etree.SubElement(features, 'acpi')
+        etree.SubElement(features, 'apic')
+    return etree.tostring(root, encoding='unicode')
+
+
+class _Stress:
+    def __init__(self, kinds, pids):
+        self.kinds = kinds
+        self.pids = pids
+        self.stop = threading.Event()
+        self.hogs = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        if 'hog' in self.kinds:
+            self.hogs = [subprocess.Popen([sys.executable, '-c', code])
+                         for code in HOGS]
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        for hog in self.hogs:
+            hog.kill()
+            hog.wait()
+
+    def _run(self):
+        node = 0
+        while not self.stop.wait(3):
+            if 'compact' in self.kinds:
+                with open('/proc/sys/vm/compact_memory', 'w') as f:
+                    f.write('1')
+            if 'migrate' in self.kinds:
+                for pid in self.pids:
+                    mover.move_pages(pid, guest_ram_pages(pid), node)
+            node = 1 - node
+
+
+def guest_ram_pages(pid):
+    with open('/proc/%d/maps' % pid) as f:
+        for line in f:
+            start, end = (int(x, 16) for x in line.split()[0].split('-'))
+            if end - start == GUEST_MB << 20 and 'memfd' in line:
+                return np.arange(start, end, 4096, dtype=np.uint64)
+    raise AssertionError('no guest RAM mapping in QEMU %d' % pid)
+
+
+def boot_stage(conn, directory, image, guests, stress):
+    started = time.monotonic()
+    booted = []
+    for parts in guests:
+        name = '%s%d-%d' % (rig.NAME_PREFIX, os.getpid(), len(booted))
+        console = os.path.join(directory, name + '.console')
+        xml = with_nova_parts(rig.domain_xml(
+            name, GUEST_MB, image=image, console=console), parts)
+        guest = rig.TinyGuest(conn, name, console, xml)
+        guest.dom.create()
+        booted.append((parts, guest))
+    results = {}
+    try:
+        with _Stress(stress, [g.pid() for _, g in booted]):
+            def done():
+                for parts, guest in booted:
+                    text = guest.console_text()
+                    if guest.name in results:
+                        continue
+                    if 'Kernel panic' in text or 'Oops' in text:
+                        results[guest.name] = 'PANIC'
+                    elif rig.WORKLOAD_MARKER in text:
+                        results[guest.name] = 'BOOTED'
+                    else:
+                        continue
+                    print('RESULT %s %s after %.0f s' % (
+                        parts, results[guest.name],
+                        time.monotonic() - started), flush=True)
+                return len(results) == len(booted)
+            try:
+                rig.wait_for(done, TIMEOUT, 'the stage', interval=2.0)
+            except TimeoutError:
+                pass
+    finally:
+        for parts, guest in booted:
+            if guest.name not in results:
+                print('RESULT %s TIMEOUT' % parts, flush=True)
+            guest.remove()
+    return results
+
+
+def test_probe(libvirt_conn, rig_dir):
+    directory = os.path.join(rig_dir, 'image')
+    os.mkdir(directory)
+    image = rig.WorkloadImage(directory, None, 12, 15)
+    stress = os.environ.get('LOKI_PROBE_STRESS', '').split(',')
+    outcomes = []
+    for stage in os.environ.get('LOKI_PROBE_STAGES', 'plain').split(';'):
+        print('STAGE %s, stress %s' % (stage, stress), flush=True)
+        outcomes += boot_stage(libvirt_conn, rig_dir, image,
+                               stage.split('|'), stress).values()
+    assert outcomes
