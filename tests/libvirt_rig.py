@@ -483,6 +483,21 @@ def hot_frames(console_text):
     return frames
 
 
+def ram_mapping(pid, size):
+    """(start, end) of the one memfd mapping of ``size`` bytes in QEMU's
+    address space: the guest's RAM (read here from /proc, not through
+    the agent's watcher)."""
+    found = []
+    with open('/proc/%d/maps' % pid) as f:
+        for line in f:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split('-'))
+            if end - start == size and 'memfd:' in line:
+                found.append((start, end))
+    assert len(found) == 1, found
+    return found[0]
+
+
 def filled_mb(console_text):
     """MiB a ``WorkloadImage`` guest filled with its pattern, or None."""
     m = re.search(r'guestload: filled (\d+) MiB', console_text)

@@ -147,12 +147,8 @@ class _Stress:
 
 
 def guest_ram_pages(pid):
-    with open('/proc/%d/maps' % pid) as f:
-        for line in f:
-            start, end = (int(x, 16) for x in line.split()[0].split('-'))
-            if end - start == GUEST_MB << 20 and 'memfd' in line:
-                return np.arange(start, end, 4096, dtype=np.uint64)
-    raise AssertionError('no guest RAM mapping in QEMU %d' % pid)
+    start, end = rig.ram_mapping(pid, GUEST_MB << 20)
+    return np.arange(start, end, 4096, dtype=np.uint64)
 
 
 def boot_stage(conn, directory, image, guests, stress):
