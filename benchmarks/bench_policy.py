@@ -15,37 +15,59 @@
 
 """Placement quality: loki against the baselines and the oracle.
 
-Every trace is simulated with the simulator's defaults (a 16 GiB guest in
-2 MiB chunks, DRAM 25 % of it, 100 intervals of 5 s of which 20 are
-warm-up, moves capped at 256 MiB/s), once per ``--seeds`` seed; each
+Synthetic traces are simulated with the simulator's defaults (a 16 GiB
+guest in 2 MiB chunks, DRAM 25 % of it, 100 intervals of 5 s of which 20
+are warm-up, moves capped at 256 MiB/s), once per ``--seeds`` seed; each
 figure is the median over seeds.  Targets (shared/BENCH.md):
 
 * Zipf 0.99 at 25 % DRAM: loki >= 0.97 of the oracle and above every
-  baseline;
+  baseline (first touch, kernel-like, recency);
 * moving hot set: loki back to >= 0.9 of the oracle within 5 intervals
   (``adaptation_intervals``).
+
+Recorded traces (``loki-memtier record``; by default every
+tests/data/traces/*.npz) are replayed whole -- their own interval length,
+the first tenth as warm-up -- at DRAM 12.5, 25 and 50 % of their
+footprint.  Goals, each reported pass/fail per trace and DRAM share:
+
+* ``vs_oracle``: loki >= 0.9 of the oracle;
+* ``vs_static_and_previous``: loki >= max(static-best, previous-interval);
+* ``vs_first_touch``: loki never more than 0.01 below first touch.
+
+``--compare-rules`` replays the recordings under both ways of turning
+DAMON regions into chunk values (loki's ratio to the oracle for each);
+``--hysteresis`` sets loki's hysteresis (default: the agent's), to compare
+values on both kinds of trace.
 """
 
 import argparse
+import glob
 import json
+import os
 import statistics
 import sys
 
+from loki_nova.memtier import classifier
 from loki_nova.memtier.sim import engine
 from loki_nova.memtier.sim import policies
+from loki_nova.memtier.sim import tracefile
+from loki_nova.memtier.trackers import damon
 
 TRACES = ('zipf', 'hotset', 'phases', 'scan', 'uniform')
 BASELINES = ('first-touch', 'kernel-like', 'recency')
+RECORDED_DIR = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'tests', 'data', 'traces')
+DRAM_SHARES = (0.125, 0.25, 0.5)
 
 
-def run(traces, seeds, memory_gib):
+def run(traces, seeds, memory_gib, params=None):
     report = {}
     for trace in traces:
         runs = []
         for seed in seeds:
             config = engine.SimConfig(seed=seed)
             guest = engine.GuestSpec('guest', int(memory_gib * 1024), trace)
-            runs.append(engine.run([guest], config))
+            runs.append(engine.run([guest], config, params=params))
         entry = {
             name: statistics.median(r.policy(name).hit_ratio for r in runs)
             for name in policies.POLICY_NAMES}
@@ -64,22 +86,127 @@ def run(traces, seeds, memory_gib):
     return report
 
 
+def replay(path, dram_share, chunk_rule=damon.DEFAULT_CHUNK_RULE,
+           params=None):
+    """One recorded trace at one DRAM share: a ``SimResult``."""
+    recording = tracefile.load(path)
+    intervals = recording.intervals
+    config = engine.SimConfig(
+        intervals=intervals, warmup=max(1, intervals // 10),
+        interval_s=float(recording.meta['interval_s']),
+        chunk_size=int(recording.meta['chunk_size']),
+        dram_share=dram_share, chunk_rule=chunk_rule)
+    guest = engine.GuestSpec('guest', 0, floor=dram_share, trace_file=path)
+    return engine.run([guest], config, params=params)
+
+
+def recorded(paths, params=None, chunk_rule=damon.DEFAULT_CHUNK_RULE):
+    report = {}
+    for path in paths:
+        per_share = {}
+        for share in DRAM_SHARES:
+            result = replay(path, share, chunk_rule, params)
+            hit = {p.name: p.hit_ratio for p in result.policies}
+            loki, oracle = hit['loki'], hit['oracle']
+            best_baseline = max(hit['static-best'],
+                                hit['previous-interval'])
+            goals = {
+                'vs_oracle': loki >= 0.9 * oracle,
+                'vs_static_and_previous': loki >= best_baseline,
+                'vs_first_touch': loki >= hit['first-touch'] - 0.01,
+            }
+            entry = {name: round(value, 4) for name, value in hit.items()}
+            entry.update(
+                ratio_to_oracle=round(loki / oracle, 4) if oracle else None,
+                margin_vs_static_and_previous=round(loki - best_baseline,
+                                                    4),
+                loki_migrated_mib=result.policy('loki').migrated_bytes
+                // 2 ** 20,
+                goals=goals, passed=all(goals.values()))
+            per_share['%g%%' % (share * 100)] = entry
+        report[os.path.basename(path)] = {
+            'footprint_mib': result.guests[0].memory_mb,
+            'intervals': result.config.intervals,
+            'interval_s': result.config.interval_s,
+            'dram': per_share}
+    return report
+
+
+def compare_rules(paths, params=None):
+    report = {}
+    for path in paths:
+        rows = {}
+        for share in DRAM_SHARES:
+            rows['%g%%' % (share * 100)] = {
+                rule: round(replay(path, share, rule, params).policy(
+                    'loki').ratio_to_oracle, 4)
+                for rule in damon.CHUNK_RULES}
+        report[os.path.basename(path)] = rows
+    return report
+
+
+def _print_recorded(report):
+    columns = ('loki', 'oracle', 'static-best', 'previous-interval',
+               'first-touch', 'kernel-like', 'recency')
+    print('%-22s %5s ' % ('recorded trace', 'DRAM')
+          + ' '.join('%8s' % c[:8] for c in columns) + '  goals')
+    for name, trace in report.items():
+        for share, entry in trace['dram'].items():
+            failed = [g for g, ok in entry['goals'].items() if not ok]
+            print('%-22s %5s ' % (name, share)
+                  + ' '.join('%8.4f' % entry[c] for c in columns)
+                  + '  ' + ('pass' if not failed
+                            else 'FAIL ' + ','.join(failed)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--trace', action='append', choices=TRACES)
     parser.add_argument('--seeds', type=int, default=5)
     parser.add_argument('--memory-gib', type=float, default=16.0)
+    parser.add_argument('--trace-file', action='append', metavar='FILE.npz',
+                        help='recorded traces to replay (default: %s/*.npz)'
+                             % os.path.relpath(RECORDED_DIR))
+    parser.add_argument('--no-synthetic', action='store_true')
+    parser.add_argument('--no-recorded', action='store_true')
+    parser.add_argument('--compare-rules', action='store_true',
+                        help='replay the recordings under each chunk rule')
+    parser.add_argument('--hysteresis', type=int,
+                        help='loki\'s hysteresis (default: the agent\'s)')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args(argv)
-    report = run(args.trace or TRACES, range(1, args.seeds + 1),
-                 args.memory_gib)
+    params = (classifier.ClassifierParams(hysteresis=args.hysteresis)
+              if args.hysteresis is not None else None)
+    paths = args.trace_file or sorted(glob.glob(os.path.join(
+        RECORDED_DIR, '*.npz')))
+    report = {}
+    if args.compare_rules:
+        report['chunk_rules'] = compare_rules(paths, params)
+    else:
+        if not args.no_synthetic:
+            report['synthetic'] = run(args.trace or TRACES,
+                                      range(1, args.seeds + 1),
+                                      args.memory_gib, params)
+        if not args.no_recorded and paths:
+            report['recorded'] = recorded(paths, params)
+            report['recorded_all_passed'] = all(
+                e['passed'] for t in report['recorded'].values()
+                for e in t['dram'].values())
     if args.json:
         print(json.dumps(report, indent=2))
-    else:
-        for trace, entry in report.items():
-            print(trace)
-            for key, value in entry.items():
-                print('  %-26s %s' % (key, value))
+        return 0
+    for trace, entry in report.get('synthetic', {}).items():
+        print(trace)
+        for key, value in entry.items():
+            print('  %-26s %s' % (key, value))
+    if 'recorded' in report:
+        _print_recorded(report['recorded'])
+        print('all recorded goals passed: %s'
+              % report['recorded_all_passed'])
+    for name, rows in report.get('chunk_rules', {}).items():
+        for share, ratios in rows.items():
+            print('%-22s %5s loki/oracle %s' % (name, share, '  '.join(
+                '%s %.4f' % kv for kv in ratios.items())))
     return 0
 
 

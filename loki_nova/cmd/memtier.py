@@ -16,18 +16,24 @@
 
 Verbs: ``status`` (the host's tiers and guests, from its agent),
 ``heatmap`` (a guest's heat over recent intervals, as a PNG),
-``simulate`` (trace-driven comparison of tiering policies),
-``flavor-properties`` (the flavor properties of a tiered flavor).
+``simulate`` (trace-driven comparison of tiering policies, on synthetic
+traces or recorded ones), ``record`` (a process's DAMON accesses to a trace
+file, for ``simulate --trace-file``), ``flavor-properties`` (the flavor
+properties of a tiered flavor).
 """
 
 import argparse
 import json
+import os
 import shlex
 import sys
 
+from loki_nova.memtier import recorder
 from loki_nova.memtier.sim import engine
 from loki_nova.memtier.sim import report
+from loki_nova.memtier.sim import tracefile
 from loki_nova.memtier.sim import traces
+from loki_nova.memtier.trackers import damon
 from loki_nova.virt import specs
 
 MiB = 1024 * 1024
@@ -77,7 +83,8 @@ def _guest_spec(text):
     ceiling=0.5`` -> GuestSpec fields."""
     fields = {}
     keys = {'name': str, 'trace': str, 'memory-gib': float, 'policy': str,
-            'floor': float, 'ceiling': float, 'alpha': float}
+            'floor': float, 'ceiling': float, 'alpha': float,
+            'trace-file': str}
     for item in text.split(','):
         key, sep, value = item.partition('=')
         if not sep or key not in keys:
@@ -94,20 +101,27 @@ def _guest_spec(text):
 
 def _add_simulate(subparsers):
     parser = subparsers.add_parser(
-        'simulate', help='compare tiering policies on synthetic traces',
+        'simulate', help='compare tiering policies on synthetic or '
+                         'recorded traces',
         description='Trace-driven simulation: loki against no tiering '
                     '(first touch), kernel-like promote-on-access, '
-                    'recency-only and the oracle, on the same accesses and '
-                    'samples.')
+                    'recency-only, the previous interval\'s hottest, the '
+                    'best static placement (hindsight) and the oracle, on '
+                    'the same accesses and samples.')
     parser.add_argument(
         '--trace', action='append', choices=traces.TRACE_NAMES,
         help='trace to simulate, one experiment each; repeatable '
              '(default: zipf and hotset)')
     parser.add_argument(
+        '--trace-file', action='append', metavar='FILE.npz',
+        help='a recording of loki-memtier record to replay, one experiment '
+             'each; repeatable (with --trace, both are run)')
+    parser.add_argument(
         '--guest', action='append', type=_guest_spec, metavar='SPEC',
         help='a guest of one multi-guest experiment, e.g. name=db,'
              'trace=zipf,memory-gib=16,policy=on_demand,floor=0.1,'
-             'ceiling=0.5; repeatable (replaces --trace)')
+             'ceiling=0.5 or name=kv,trace-file=redis.npz; repeatable '
+             '(replaces --trace and --trace-file)')
     parser.add_argument('--memory-gib', type=_positive('--memory-gib'),
                         default=16.0, help='guest size (default 16)')
     parser.add_argument('--dram-share', type=_fraction('--dram-share'),
@@ -117,17 +131,27 @@ def _add_simulate(subparsers):
     parser.add_argument('--alpha', type=_positive('--alpha'), default=0.99,
                         help='Zipf exponent, > 0 (default 0.99)')
     parser.add_argument('--intervals', type=_positive('--intervals', int),
-                        default=100)
-    parser.add_argument('--warmup', type=int, default=20,
+                        help='intervals to simulate (default 100, or all '
+                             'of a recording)')
+    parser.add_argument('--warmup', type=int,
                         help='intervals left out of the totals while '
                              'placement converges from first touch '
-                             '(default 20)')
+                             '(default 20, or a tenth of a recording)')
     parser.add_argument('--interval-s', type=_positive('--interval-s'),
-                        default=5.0)
+                        help='interval length in seconds (default 5, or '
+                             'the recording\'s)')
     parser.add_argument('--move-mb-per-s', type=float, default=256.0,
                         help='migration cap (default 256 MiB/s)')
     parser.add_argument('--chunk-kb', type=int, choices=(4, 2048),
-                        default=2048, help='chunk size (default 2048)')
+                        help='chunk size (default 2048, or the '
+                             'recording\'s)')
+    parser.add_argument('--chunk-value', choices=damon.CHUNK_RULES,
+                        default=damon.DEFAULT_CHUNK_RULE,
+                        help='how the DAMON tracker makes a chunk\'s value '
+                             'of the regions overlapping it, for recorded '
+                             'traces: bytes (weighted by the bytes each '
+                             'covers) or hottest (the hottest region); '
+                             'default %s' % damon.DEFAULT_CHUNK_RULE)
     parser.add_argument('--samples', type=int, default=20,
                         help='access checks per interval (default 20)')
     parser.add_argument('--detection', type=_fraction('--detection'),
@@ -153,15 +177,41 @@ def _add_simulate(subparsers):
     parser.set_defaults(func=_simulate, verb_parser=parser)
 
 
+def _recorded_defaults(guests):
+    """(intervals, interval_s, chunk_size) of the first recording among
+    ``guests``, the fewest intervals of all; None without recordings."""
+    files = [g.trace_file for g in guests if g.trace_file is not None]
+    if not files:
+        return None
+    recordings = [tracefile.load(f) for f in files]
+    first = recordings[0].meta
+    return (min(r.intervals for r in recordings), float(first['interval_s']),
+            int(first['chunk_size']))
+
+
+def _config(args, guests):
+    recorded = _recorded_defaults(guests)
+    intervals, interval_s, chunk_size = recorded or (100, 5.0, 2048 * 1024)
+    intervals = args.intervals or intervals
+    if args.warmup is not None:
+        warmup = args.warmup
+    else:
+        warmup = min(20, intervals // 10) if recorded else \
+            min(20, intervals - 1)
+    return engine.SimConfig(
+        intervals=intervals, warmup=warmup,
+        chunk_size=args.chunk_kb * 1024 if args.chunk_kb else chunk_size,
+        dram_share=args.dram_share,
+        interval_s=args.interval_s or interval_s,
+        move_mb_per_s=args.move_mb_per_s,
+        samples=args.samples, detection=args.detection,
+        fast_ns=args.fast_ns, slow_ns=args.slow_ns,
+        stall_fraction=args.stall_fraction, seed=args.seed,
+        chunk_rule=args.chunk_value)
+
+
 def _simulate(args, parser):
     try:
-        config = engine.SimConfig(
-            intervals=args.intervals, warmup=args.warmup,
-            chunk_size=args.chunk_kb * 1024, dram_share=args.dram_share,
-            interval_s=args.interval_s, move_mb_per_s=args.move_mb_per_s,
-            samples=args.samples, detection=args.detection,
-            fast_ns=args.fast_ns, slow_ns=args.slow_ns,
-            stall_fraction=args.stall_fraction, seed=args.seed)
         if args.guest:
             experiments = [[_guest(fields, i, args)
                             for i, fields in enumerate(args.guest)]]
@@ -169,14 +219,20 @@ def _simulate(args, parser):
             experiments = [[engine.GuestSpec(
                 name='guest', memory_mb=int(args.memory_gib * 1024),
                 trace=trace, floor=args.dram_share, alpha=args.alpha)]
-                for trace in (args.trace or ['zipf', 'hotset'])]
+                for trace in (args.trace or ([] if args.trace_file
+                                             else ['zipf', 'hotset']))]
+            experiments += [[engine.GuestSpec(
+                name='guest', memory_mb=0, floor=args.dram_share,
+                trace_file=path)] for path in args.trace_file or []]
         results = []
         for guests in experiments:
+            config = _config(args, guests)
             if not args.json:
                 print('simulating %s ...' % ', '.join(
                     g.trace for g in guests), file=sys.stderr, flush=True)
             results.append(engine.run(guests, config))
     except ValueError as error:
+        # TraceFileError is a ValueError naming the file.
         parser.error(str(error))
 
     if args.json:
@@ -198,7 +254,129 @@ def _guest(fields, index, args):
         policy=fields.get('policy', 'static'),
         floor=fields.get('floor', args.dram_share),
         ceiling=fields.get('ceiling'),
-        alpha=fields.get('alpha', args.alpha))
+        alpha=fields.get('alpha', args.alpha),
+        trace_file=fields.get('trace-file'))
+
+
+def _address_range(text):
+    lo, sep, hi = text.partition('-')
+    try:
+        start, end = int(lo, 0), int(hi, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            '--range takes START-END addresses (e.g. 0x7f0000000000-'
+            '0x7f0010000000), got %r' % text)
+    if not sep or start % 4096 or end % 4096 or end <= start:
+        raise argparse.ArgumentTypeError(
+            '--range %s must be a non-empty, 4 KiB aligned START-END'
+            % text)
+    return start, end
+
+
+def _add_record(subparsers):
+    parser = subparsers.add_parser(
+        'record', help='record a process\'s DAMON accesses to a trace file',
+        description='Record what DAMON sees of one process (a QEMU guest '
+                    'or any program) interval by interval -- the raw '
+                    'regions, with the monitored address ranges -- to a '
+                    'compressed file that "loki-memtier simulate '
+                    '--trace-file" replays against every policy and the '
+                    'oracle.  It runs the agent\'s DAMON tracker, which '
+                    'writes to DAMON only when no kdamond exists that it '
+                    'did not start; so never alongside the agent or any '
+                    'other DAMON user.  Needs root.')
+    parser.add_argument('--pid', type=_positive('--pid', int), required=True,
+                        help='the process to record (a QEMU guest\'s pid '
+                             'or a program\'s)')
+    parser.add_argument('--output', '-o', required=True, metavar='FILE.npz',
+                        help='where to write the recording')
+    parser.add_argument('--intervals', type=_positive('--intervals', int),
+                        default=60, help='intervals to record (default 60)')
+    parser.add_argument('--interval-s', type=_positive('--interval-s'),
+                        default=1.0,
+                        help='length of one interval, seconds (default 1)')
+    parser.add_argument('--snapshots', type=_positive('--snapshots', int),
+                        default=1,
+                        help='DAMON region snapshots per interval, evenly '
+                             'spaced, the last at its end; the replay '
+                             'scores against all of them and lets policies '
+                             'see only the last, as the agent does '
+                             '(default 1)')
+    parser.add_argument('--mappings', choices=recorder.MAPPINGS,
+                        default='data',
+                        help='which address ranges to record: data (the '
+                             'writable anonymous and shared-memory '
+                             'mappings) or guest-ram (a QEMU guest\'s memfd '
+                             'RAM); default data')
+    parser.add_argument('--range', action='append', type=_address_range,
+                        dest='ranges', metavar='START-END',
+                        help='record this address range instead; '
+                             'repeatable')
+    parser.add_argument('--chunk-kb', type=int, choices=(4, 2048),
+                        default=2048,
+                        help='the chunk size the replay uses unless told '
+                             'otherwise (default 2048)')
+    parser.add_argument('--sample-us', type=_positive('--sample-us', int),
+                        default=5000,
+                        help='DAMON sampling interval (default 5000 us)')
+    parser.add_argument('--aggr-us', type=_positive('--aggr-us', int),
+                        default=100000,
+                        help='DAMON aggregation interval (default 100000 '
+                             'us, as the agent)')
+    parser.add_argument('--update-us', type=_positive('--update-us', int),
+                        default=1000000,
+                        help='DAMON operations update interval (default '
+                             '1000000 us)')
+    parser.add_argument('--min-regions', type=_positive('--min-regions',
+                                                        int), default=10)
+    parser.add_argument('--max-regions', type=_positive('--max-regions',
+                                                        int), default=1000)
+    parser.add_argument('--note', help='free text kept in the recording')
+    parser.set_defaults(func=_record, verb_parser=parser)
+
+
+def _record(args, parser):
+    from loki_nova.memtier import guest as guest_mod
+    from loki_nova.memtier import kernfs
+    from loki_nova.memtier import trackers
+
+    if args.min_regions > args.max_regions:
+        parser.error('--min-regions must not exceed --max-regions')
+
+    def progress(done, total):
+        if done == total or done % 10 == 0:
+            print('recorded %d/%d intervals' % (done, total),
+                  file=sys.stderr, flush=True)
+
+    options = dict(sample_us=args.sample_us, aggr_us=args.aggr_us,
+                   update_us=args.update_us, min_regions=args.min_regions,
+                   max_regions=args.max_regions)
+    try:
+        recording = recorder.record(
+            args.pid, args.intervals, args.interval_s,
+            snapshots=args.snapshots, mappings=args.mappings,
+            ranges=args.ranges, chunk_size=args.chunk_kb * 1024,
+            kfs=kernfs.KernelFS(), damon_options=options, note=args.note,
+            on_interval=progress)
+        recorder.write(args.output, recording)
+    except trackers.TrackerUnavailable as exc:
+        print('loki-memtier record: DAMON cannot be used here: %s' % exc,
+              file=sys.stderr)
+        return 1
+    except (ProcessLookupError, guest_mod.GuestGone) as exc:
+        print('loki-memtier record: %s' % exc, file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print('loki-memtier record: %s' % exc, file=sys.stderr)
+        return 1
+    mib = sum(b - a for a, b in recording.ranges.tolist()) / 2 ** 20
+    print('recorded %d interval(s) of %g s of process %d (%d snapshots, %d '
+          'regions; %.0f MiB in %d range(s)) to %s (%d KiB)'
+          % (recording.intervals, args.interval_s, args.pid,
+             len(recording.snapshot_interval), len(recording.regions), mib,
+             len(recording.ranges), args.output,
+             os.path.getsize(args.output) // 1024))
+    return 0
 
 
 def _add_flavor_properties(subparsers):
@@ -251,6 +429,7 @@ def build_parser():
     from loki_nova.cmd import status
     status.add_parsers(subparsers)
     _add_simulate(subparsers)
+    _add_record(subparsers)
     _add_flavor_properties(subparsers)
     return parser
 

@@ -22,7 +22,8 @@ import sys
 
 import pytest
 
-POLICIES = ('loki', 'first-touch', 'kernel-like', 'recency', 'oracle')
+POLICIES = ('loki', 'first-touch', 'kernel-like', 'recency',
+            'previous-interval', 'static-best', 'oracle')
 
 
 def loki_memtier(*args):
@@ -69,6 +70,50 @@ def test_simulate_several_guests_on_one_host():
     [result] = json.loads(done.stdout)
     assert set(result['policies']['loki']['guest_hit_ratio']) == \
         {'db', 'batch'}
+
+
+TRACES = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data',
+                      'traces')
+
+
+def test_simulate_replays_a_recorded_trace():
+    path = os.path.join(TRACES, 'sqlite-zipf.npz')
+    done = loki_memtier('simulate', '--trace-file', path, '--dram-share',
+                        '0.125', '--json')
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)
+    assert set(result['policies']) == set(POLICIES)
+    assert result['guests'][0]['trace'] == 'file:sqlite-zipf.npz'
+    assert result['guests'][0]['memory_mb'] > 0
+    config = result['config']
+    assert config['chunk_rule'] == 'bytes'
+    assert config['warmup'] == config['intervals'] // 10
+    hits = {name: p['hit_ratio'] for name, p in result['policies'].items()}
+    assert all(h <= hits['oracle'] + 1e-9 for h in hits.values())
+    assert len(result['policies']['loki']['hit_per_interval']) == \
+        config['intervals']
+
+
+def test_simulate_refuses_a_file_that_is_not_a_trace(tmp_path):
+    bad = tmp_path / 'notes.npz'
+    bad.write_text('not a trace')
+    done = loki_memtier('simulate', '--trace-file', str(bad))
+    assert done.returncode == 2 and done.stdout == ''
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert '%s: is not a loki-memtier trace' % bad in lines[0]
+
+
+def test_record_needs_a_pid_and_an_output():
+    # Only the argument checks: recording itself needs DAMON, which runs
+    # only in the sandbox (tests/sandbox/test_record.py).
+    done = loki_memtier('record', '--output', 'x.npz')
+    assert done.returncode == 2
+    assert 'the following arguments are required: --pid' in done.stderr
+    done = loki_memtier('record', '--pid', '1', '--output', 'x.npz',
+                        '--range', '0x1000-0x1800')
+    assert done.returncode == 2
+    assert '4 KiB aligned' in done.stderr
 
 
 @pytest.mark.parametrize('args, named', [

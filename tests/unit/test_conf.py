@@ -19,6 +19,7 @@ import pytest
 
 from loki_nova.conf import loki as loki_conf
 from loki_nova.conf import memtier
+from loki_nova.memtier import classifier
 
 
 def test_options_register_in_the_memtier_group():
@@ -27,7 +28,10 @@ def test_options_register_in_the_memtier_group():
     conf([], project='loki-nova')
     assert conf.memtier.interval == 5.0
     assert conf.memtier.chunk_size_kb == 2048
-    assert conf.memtier.hysteresis == 512
+    assert conf.memtier.hysteresis == 256
+    # The agent's option and the classifier's own default agree.
+    assert conf.memtier.hysteresis == \
+        classifier.ClassifierParams().hysteresis
 
 
 def test_every_option_has_full_sentence_help():

@@ -14,10 +14,13 @@
 
 """Traces, the sampler model and the simulation engine."""
 
+import types
+
 import numpy as np
 import pytest
 
 from loki_nova.memtier.sim import engine
+from loki_nova.memtier.sim import policies
 from loki_nova.memtier.sim import sampler
 from loki_nova.memtier.sim import traces
 
@@ -149,3 +152,86 @@ def test_bad_config_is_rejected(kwargs, match):
 def test_bad_guest_specs_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         engine.GuestSpec('g', 1024, **kwargs)
+
+
+def _host(chunks, dram_chunks, cap_chunks):
+    return types.SimpleNamespace(chunks=chunks, dram_chunks=dram_chunks,
+                                 cap_chunks=cap_chunks)
+
+
+def test_kernel_like_never_promotes_past_what_dram_holds():
+    """DRAM full with 10 chunks, 50 slow chunks sampled, a cap of 100
+    moves: at most 10 can displace the 10 in DRAM."""
+    host = _host(60, 10, 100)
+    policy = policies.KernelLike(host, np.random.default_rng(0))
+    policy.tier[:10] = policies.FAST
+    policy.tier[10:] = policies.SLOW
+    policy.observe(0, np.ones(60, dtype=np.uint8))
+    fast = np.count_nonzero(policy.tier == policies.FAST)
+    assert fast <= host.dram_chunks
+    assert fast == 10 and policy.moved_chunks == 20
+
+
+def test_kernel_like_fills_free_dram_first():
+    host = _host(60, 10, 100)
+    policy = policies.KernelLike(host, np.random.default_rng(0))
+    policy.tier[:4] = policies.FAST
+    policy.tier[4:] = policies.SLOW
+    policy.observe(0, np.ones(60, dtype=np.uint8))
+    assert np.count_nonzero(policy.tier == policies.FAST) == 10
+
+
+@pytest.mark.parametrize('trace', ['zipf', 'scan', 'hotset'])
+def test_no_policy_ever_holds_more_dram_than_the_host(trace):
+    # A move cap past the whole footprint: only DRAM limits the policies.
+    config = engine.SimConfig(intervals=12, warmup=2, dram_share=0.125,
+                              move_mb_per_s=100000)
+    result = engine.run([engine.GuestSpec('g', 1024, trace, floor=0.125)],
+                        config)
+    assert {p.name for p in result.policies} == set(policies.POLICY_NAMES)
+
+
+def test_the_engine_stops_a_policy_that_overfills_dram():
+    class Greedy(policies.Policy):
+        name = 'greedy'
+
+        def observe(self, interval, sampled):
+            self.tier[self.tier == policies.SLOW] = policies.FAST
+
+    host = _host(8, 2, 100)
+    greedy = Greedy(host)
+    greedy.allocate(np.ones(8, dtype=bool))
+    greedy.observe(0, None)
+    with pytest.raises(RuntimeError, match='greedy holds 8 chunks in DRAM, '
+                                           "more than the host's 2"):
+        engine._check_dram(greedy, host)
+
+
+def test_previous_interval_holds_the_last_intervals_hottest():
+    host = _host(6, 2, 100)
+    policy = policies.PreviousInterval(host)
+    policy.allocate(np.ones(6, dtype=bool))     # chunks 0, 1 in DRAM
+    policy.observe(0, np.array([0, 3, 0, 9, 1, 0], dtype=np.uint8))
+    assert np.flatnonzero(policy.tier == policies.FAST).tolist() == [1, 3]
+
+
+def test_static_best_places_the_hindsight_hottest_and_never_moves():
+    host = _host(6, 2, 100)
+    policy = policies.StaticBest(host, [5, 0, 9, 1, 0, 7])
+    policy.allocate(np.array([1, 1, 1, 0, 0, 0], dtype=bool))
+    assert np.flatnonzero(policy.tier == policies.FAST).tolist() == [2]
+    policy.allocate(np.ones(6, dtype=bool))
+    assert np.flatnonzero(policy.tier == policies.FAST).tolist() == [2, 5]
+    policy.observe(0, np.full(6, 20, dtype=np.uint8))
+    assert policy.moved_chunks == 0
+
+
+def test_static_best_knows_the_same_draws_the_run_scores():
+    """The hindsight totals come from a dry run of the very same draws."""
+    guests = [engine.GuestSpec('g', 2048, 'phases')]
+    totals = engine.hindsight_totals(guests, SMALL)
+    host, sampler_ = engine._start(guests, SMALL)
+    again = sum(host.draw(i, sampler_)[0] for i in range(SMALL.intervals))
+    assert np.array_equal(totals, again)
+    result = engine.run(guests, SMALL)
+    assert result.policy('static-best').migrated_bytes == 0

@@ -175,10 +175,59 @@ def test_damon_regions_map_onto_chunks_hottest_wins():
         [BASE + 5 * mb, BASE + 16 * mb, 0],
         [BASE + 16 * mb, BASE + 64 * mb, 20],    # after RAM: ignored
     ], dtype=np.uint64)
-    out = damon.regions_to_chunks(regions, layout, max_accesses=20)
+    out = damon.regions_to_chunks(regions, layout, max_accesses=20,
+                                  rule='hottest')
     assert out.tolist() == [4, 20, 20, 0, 0, 0, 0, 0]
-    half = damon.regions_to_chunks(regions, layout, max_accesses=40)
+    half = damon.regions_to_chunks(regions, layout, max_accesses=40,
+                                   rule='hottest')
     assert half.tolist() == [2, 10, 10, 0, 0, 0, 0, 0]
+
+
+def test_damon_regions_map_onto_chunks_weighted_by_bytes():
+    """The default rule: each chunk's mean over its bytes, rounded up."""
+    g = make_guest(8 * 512)   # 16 MiB: 8 chunks of 2 MiB
+    layout = guest.ChunkLayout(g.ranges, 2 << 20)
+    mb = 1 << 20
+    regions = np.array([
+        [BASE - 8 * mb, BASE + 3 * mb, 4],       # chunk 0, half of 1
+        [BASE + 3 * mb, BASE + 5 * mb, 20],      # halves of chunks 1, 2
+        [BASE + 5 * mb, BASE + 6 * mb, 0],
+        [BASE + 6 * mb, BASE + 6 * mb + 4096, 20],   # one page of chunk 3
+        [BASE + 16 * mb, BASE + 64 * mb, 20],    # after RAM: ignored
+    ], dtype=np.uint64)
+    assert damon.DEFAULT_CHUNK_RULE == 'bytes'
+    out = damon.regions_to_chunks(regions, layout, max_accesses=20)
+    # chunk 1: (4 + 20) / 2; chunk 2: 20 / 2; chunk 3: 20 / 512 -> 1
+    assert out.tolist() == [4, 12, 10, 1, 0, 0, 0, 0]
+    # The hottest region would put chunk 3 level with chunk 1.
+    hottest = damon.regions_to_chunks(regions, layout, 20, rule='hottest')
+    assert hottest[3] == hottest[1] == 20
+    with pytest.raises(ValueError, match='rule must be one of'):
+        damon.regions_to_chunks(regions, layout, 20, rule='max')
+
+
+def test_weighted_accesses_match_a_page_by_page_count():
+    rng = np.random.default_rng(5)
+    page = 4096
+    ranges = (guest.RamRange(BASE, BASE + 40 * page),
+              guest.RamRange(BASE + 100 * page, BASE + 107 * page))
+    layout = guest.ChunkLayout(ranges, 8 * page)
+    owner = layout.chunk_of(BASE + np.arange(-20, 130) * page)
+    for _ in range(50):
+        n = rng.integers(1, 12)
+        first = rng.integers(-20, 120, n)
+        pages = rng.integers(1, 30, n)
+        value = rng.integers(0, 30, n)
+        regions = np.stack([BASE + first * page,
+                            BASE + (first + pages) * page, value], 1)
+        expected = np.zeros(len(layout), dtype=np.int64)
+        for lo, hi, v in zip(first, first + pages, value):
+            for p in range(lo, hi):
+                c = owner[p + 20] if -20 <= p < 130 else -1
+                if c >= 0:
+                    expected[c] += v
+        got = damon.weighted_accesses(regions.astype(np.uint64), layout)
+        assert got.tolist() == expected.tolist()
 
 
 def test_auto_falls_back_and_names_every_reason(tmp_path):

@@ -53,7 +53,7 @@ class ClassifierParams:
 
     decay_shift: int = 1
     access_weight: int = 64
-    hysteresis: int = 512
+    hysteresis: int = 256
     fill_min: int = 1
 
     def __post_init__(self):

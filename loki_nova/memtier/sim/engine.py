@@ -16,7 +16,11 @@
 
 One ``Host`` holds one or more guests, each with its own trace and DRAM
 policy; every placement policy runs over the same accesses and the same
-samples, interval by interval.  Metrics:
+samples, interval by interval.  A guest's trace is synthetic
+(``traces.TRACE_NAMES``; its samples come from the ``sampler`` model) or a
+recording of a real process (``trace_file``, see ``tracefile``: its
+accesses and the DAMON tracker's samples both come from the recording).
+Metrics:
 
 * DRAM hit ratio -- the share of accesses that found their chunk in DRAM,
   per interval and over the measured intervals (after ``warmup``, which
@@ -30,6 +34,7 @@ samples, interval by interval.  Metrics:
 """
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -37,7 +42,9 @@ from loki_nova.memtier.policy import arbiter
 from loki_nova.memtier.policy import planner as planner_mod
 from loki_nova.memtier.sim import policies as policies_mod
 from loki_nova.memtier.sim import sampler as sampler_mod
+from loki_nova.memtier.sim import tracefile
 from loki_nova.memtier.sim import traces as traces_mod
+from loki_nova.memtier.trackers import damon
 
 MiB = planner_mod.MiB
 
@@ -46,7 +53,11 @@ MiB = planner_mod.MiB
 class GuestSpec:
     """A simulated guest: its size, trace and DRAM policy.
 
-    ``floor`` and ``ceiling`` are fractions of the guest's memory.
+    ``floor`` and ``ceiling`` are fractions of the guest's memory.  With
+    ``trace_file`` (a ``loki-memtier record`` recording) the trace is that
+    recording, ``trace`` becomes ``file:NAME`` and the size is the
+    recording's footprint (``memory_mb`` is then ignored and filled in by
+    the simulation).
     """
 
     name: str
@@ -56,9 +67,12 @@ class GuestSpec:
     floor: float = 0.25
     ceiling: float = None
     alpha: float = 0.99
+    trace_file: str = None
 
     def __post_init__(self):
-        if self.trace not in traces_mod.TRACE_NAMES:
+        if self.trace_file is not None:
+            self.trace = 'file:' + os.path.basename(self.trace_file)
+        elif self.trace not in traces_mod.TRACE_NAMES:
             raise ValueError('guest %s: unknown trace %r; valid traces: %s'
                              % (self.name, self.trace,
                                 ', '.join(traces_mod.TRACE_NAMES)))
@@ -94,8 +108,15 @@ class SimConfig:
     slow_ns: float = 305.0
     stall_fraction: float = 0.3
     seed: int = 1
+    #: How recorded DAMON regions become the samples policies observe
+    #: (``trackers.damon.CHUNK_RULES``; synthetic traces ignore it).
+    chunk_rule: str = damon.DEFAULT_CHUNK_RULE
 
     def __post_init__(self):
+        if self.chunk_rule not in damon.CHUNK_RULES:
+            raise ValueError('chunk_rule must be one of %s, got %r'
+                             % (', '.join(damon.CHUNK_RULES),
+                                self.chunk_rule))
         if not 0 < self.dram_share <= 1:
             raise ValueError('dram_share must be in (0, 1], got %r'
                              % self.dram_share)
@@ -129,29 +150,71 @@ class Host:
         self.guests = []
         self.guest_slices = []
         self.traces = []
+        #: The guests' specs, with the recorded ones' sizes filled in.
+        self.specs = []
         start = 0
         for spec in guests:
-            chunks = spec.memory_mb * MiB // config.chunk_size
-            if chunks < 1:
-                raise ValueError('guest %s: memory_mb %d is smaller than '
-                                 'one chunk' % (spec.name, spec.memory_mb))
+            if spec.trace_file is not None:
+                trace = tracefile.RecordedTrace(
+                    spec.trace_file, config.chunk_size, config.chunk_rule)
+                if config.intervals > trace.intervals:
+                    raise ValueError(
+                        'guest %s: %s holds %d intervals, fewer than the '
+                        '%d to simulate' % (spec.name, spec.trace_file,
+                                            trace.intervals,
+                                            config.intervals))
+                chunks = trace.chunks
+                spec = dataclasses.replace(
+                    spec, memory_mb=chunks * config.chunk_size // MiB)
+            else:
+                chunks = spec.memory_mb * MiB // config.chunk_size
+                if chunks < 1:
+                    raise ValueError('guest %s: memory_mb %d is smaller '
+                                     'than one chunk'
+                                     % (spec.name, spec.memory_mb))
+                trace = traces_mod.make_trace(
+                    spec.trace, chunks, rng, alpha=spec.alpha,
+                    intervals=config.intervals,
+                    accesses_per_chunk=config.accesses_per_chunk)
             guest = _Guest(spec, chunks, config.chunk_size)
+            self.specs.append(spec)
             self.guests.append(guest)
             self.guest_slices.append(slice(start, start + chunks))
-            self.traces.append(traces_mod.make_trace(
-                spec.trace, chunks, rng, alpha=spec.alpha,
-                intervals=config.intervals,
-                accesses_per_chunk=config.accesses_per_chunk))
+            self.traces.append(trace)
             start += chunks
         self.chunks = start
         self.dram_chunks = int(self.chunks * config.dram_share)
-        self.dram_mb = self.dram_chunks * self.chunk_size // MiB
+        # In MiB as the arbiter counts, rounded down from the exact share
+        # (not from whole chunks): a guest's floor of the same share then
+        # fits, and budgets in MiB never add up to more chunks than
+        # dram_chunks.
+        self.dram_mb = int(self.chunks * self.chunk_size * config.dram_share
+                           // MiB)
         self.cap_chunks = int(self.move_bytes_per_s * self.interval_s
                               // self.chunk_size)
 
     def accesses(self, interval):
         return np.concatenate([trace.accesses(interval)
                                for trace in self.traces])
+
+    def draw(self, interval, sampler):
+        """The interval's true accesses, the samples policies observe and
+        the chunks touched (allocated if new)."""
+        accesses = self.accesses(interval)
+        recorded = [isinstance(t, tracefile.RecordedTrace)
+                    for t in self.traces]
+        if all(recorded):
+            sampled = np.zeros(self.chunks, dtype=np.uint8)
+        else:
+            sampled = sampler.sample(accesses)
+        touched = accesses > 0
+        for trace, part, is_recorded in zip(self.traces, self.guest_slices,
+                                            recorded):
+            if is_recorded:
+                sampled[part] = trace.samples(interval)
+                if interval == 0:
+                    touched[part] |= trace.initial
+        return accesses, sampled, touched
 
 
 class _Guest:
@@ -191,25 +254,44 @@ class SimResult:
         return next(p for p in self.policies if p.name == name)
 
 
-def run(guests, config=None, policy_names=policies_mod.POLICY_NAMES,
-        params=None, progress=None):
-    """Simulate ``guests`` (``GuestSpec`` list) under every policy."""
-    config = config or SimConfig()
+def _start(guests, config):
+    """A host and the sampler over one random stream seeded from
+    ``config``: two starts draw the very same accesses and samples."""
     rng = np.random.default_rng(config.seed)
     host = Host(guests, config, rng)
     sampler = sampler_mod.AccessSampler(rng, config.samples,
                                         config.detection)
+    return host, sampler
+
+
+def hindsight_totals(guests, config):
+    """Each chunk's accesses summed over all ``config.intervals``, from a
+    dry run of the same draws (what ``static-best`` knows in advance)."""
+    host, sampler = _start(guests, config)
+    totals = np.zeros(host.chunks, dtype=np.float64)
+    for interval in range(config.intervals):
+        totals += host.draw(interval, sampler)[0]
+    return totals
+
+
+def run(guests, config=None, policy_names=policies_mod.POLICY_NAMES,
+        params=None, progress=None):
+    """Simulate ``guests`` (``GuestSpec`` list) under every policy."""
+    config = config or SimConfig()
+    totals = (hindsight_totals(guests, config)
+              if 'static-best' in policy_names else None)
+    host, sampler = _start(guests, config)
     policies = policies_mod.make_policies(
-        host, np.random.default_rng(config.seed + 1), params, policy_names)
+        host, np.random.default_rng(config.seed + 1), params, policy_names,
+        totals)
     hits = {p.name: [] for p in policies}
     guest_hits = {p.name: np.zeros((len(host.guests), 2)) for p in policies}
     budgets = {g.name: [] for g in host.guests}
     for interval in range(config.intervals):
-        accesses = host.accesses(interval)
-        sampled = sampler.sample(accesses)
-        total = max(int(accesses.sum()), 1)
+        accesses, sampled, touched = host.draw(interval, sampler)
+        total = float(accesses.sum()) or 1.0
         for policy in policies:
-            policy.allocate(accesses)
+            policy.allocate(touched)
             in_dram = policy.placement(interval, accesses) == \
                 policies_mod.FAST
             fast_hits = np.where(in_dram, accesses, 0)
@@ -219,6 +301,7 @@ def run(guests, config=None, policy_names=policies_mod.POLICY_NAMES,
                     guest_hits[policy.name][g] += (fast_hits[part].sum(),
                                                    accesses[part].sum())
             policy.observe(interval, sampled)
+            _check_dram(policy, host)
             if policy.budgets_mb is not None:
                 for g, guest in enumerate(host.guests):
                     budgets[guest.name].append(policy.budgets_mb[g])
@@ -246,7 +329,7 @@ def run(guests, config=None, policy_names=policies_mod.POLICY_NAMES,
         for result in results:
             result.ratio_to_oracle = result.hit_ratio / oracle.hit_ratio
 
-    sim = SimResult(config=config, guests=guests, policies=results,
+    sim = SimResult(config=config, guests=host.specs, policies=results,
                     budgets_mb=budgets)
     shifts = [getattr(t, 'shift_at', None) for t in host.traces]
     shift_at = next((s for s in shifts if s is not None), None)
@@ -257,6 +340,14 @@ def run(guests, config=None, policy_names=policies_mod.POLICY_NAMES,
             sim.policy('loki').hit_per_interval, oracle.hit_per_interval,
             shift_at)
     return sim
+
+
+def _check_dram(policy, host):
+    fast = int(np.count_nonzero(policy.tier == policies_mod.FAST))
+    if fast > host.dram_chunks:
+        raise RuntimeError('policy %s holds %d chunks in DRAM, more than '
+                           'the host\'s %d' % (policy.name, fast,
+                                               host.dram_chunks))
 
 
 def adaptation_intervals(hits, oracle_hits, shift_at, target=0.9):

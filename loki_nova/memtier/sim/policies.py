@@ -20,7 +20,10 @@ newly touched chunks allocate (first touch: DRAM while the host has it
 free), scores the interval's accesses against the placement, then hands the
 policy that interval's *sampled* accesses so it can move chunks for the
 next interval, within the host's move cap.  Only the oracle sees the true
-accesses, and it sees them before they happen.
+accesses, and it sees them before they happen; ``static-best`` knows the
+whole trace's total accesses per chunk in advance (hindsight) but never
+moves a chunk.  No policy ever holds more chunks in DRAM than the host
+has (the engine checks it every interval).
 """
 
 import numpy as np
@@ -34,7 +37,8 @@ FAST = classifier.TIER_FAST
 SLOW = classifier.TIER_SLOW
 ABSENT = classifier.TIER_ABSENT
 
-POLICY_NAMES = ('loki', 'first-touch', 'kernel-like', 'recency', 'oracle')
+POLICY_NAMES = ('loki', 'first-touch', 'kernel-like', 'recency',
+                'previous-interval', 'static-best', 'oracle')
 
 
 class Policy:
@@ -50,9 +54,10 @@ class Policy:
         self.tier = np.full(host.chunks, ABSENT, dtype=np.uint8)
         self.moved_chunks = 0
 
-    def allocate(self, accesses):
-        """First touch: new chunks land in DRAM while the host has room."""
-        new = np.flatnonzero((self.tier == ABSENT) & (accesses > 0))
+    def allocate(self, touched):
+        """First touch: chunks ``touched`` (bool[chunks]) for the first
+        time land in DRAM while the host has room, in chunk order."""
+        new = np.flatnonzero((self.tier == ABSENT) & touched)
         room = self.host.dram_chunks - int(np.count_nonzero(
             self.tier == FAST))
         self.tier[new[:max(room, 0)]] = FAST
@@ -112,11 +117,12 @@ class KernelLike(Policy):
         candidates = self.rng.permutation(candidates)
         fast = np.flatnonzero(self.tier == FAST)
         # A promotion into free DRAM costs one move, one past it two (the
-        # demotion that makes room).
+        # demotion that makes room) -- and only a chunk that was in DRAM
+        # can make room, so no more can displace than DRAM held.
         into_free = min(len(candidates),
                         max(self.host.dram_chunks - len(fast), 0), cap)
         displacing = min(len(candidates) - into_free,
-                         (cap - into_free) // 2)
+                         (cap - into_free) // 2, len(fast))
         promote_n = into_free + displacing
         need = max(0, len(fast) + promote_n - self.host.dram_chunks)
         lru = fast[np.argsort(self.last_seen[fast], kind='stable')[:need]]
@@ -139,6 +145,40 @@ class Recency(Policy):
             self.last_seen, self.tier, self.host.dram_chunks,
             self.host.cap_chunks, hysteresis=0, fill_min=1)
         self._move(promote, demote)
+
+
+class PreviousInterval(Policy):
+    """DRAM holds the chunks sampled hottest in the previous interval, no
+    history: the same greedy selection as loki, scored by the last
+    interval's samples alone, within the move cap."""
+
+    name = 'previous-interval'
+
+    def observe(self, interval, sampled):
+        promote, demote = reference.select_moves(
+            np.asarray(sampled), self.tier, self.host.dram_chunks,
+            self.host.cap_chunks, hysteresis=0, fill_min=1)
+        self._move(promote, demote)
+
+
+class StaticBest(Policy):
+    """The best placement that never changes, chosen with hindsight: the
+    chunks with the most accesses over the whole trace (``totals``) are in
+    DRAM from their first touch on, the rest never.  No moves."""
+
+    name = 'static-best'
+
+    def __init__(self, host, totals):
+        super().__init__(host)
+        totals = np.asarray(totals, dtype=np.float64)
+        order = np.argsort(-totals, kind='stable')[:host.dram_chunks]
+        self.best = np.zeros(host.chunks, dtype=bool)
+        self.best[order[totals[order] > 0]] = True
+
+    def allocate(self, touched):
+        new = (self.tier == ABSENT) & touched
+        self.tier[new & self.best] = FAST
+        self.tier[new & ~self.best] = SLOW
 
 
 class Loki(Policy):
@@ -178,12 +218,22 @@ class Loki(Policy):
             self.hot_mb[i] = hot * host.chunk_size // planner_mod.MiB
 
 
-def make_policies(host, rng, params=None, names=POLICY_NAMES):
+def make_policies(host, rng, params=None, names=POLICY_NAMES, totals=None):
+    """The policies ``names`` on ``host``; ``static-best`` needs
+    ``totals``, each chunk's accesses over the whole trace."""
     makers = {
         'loki': lambda: Loki(host, params),
         'first-touch': lambda: FirstTouch(host),
         'kernel-like': lambda: KernelLike(host, rng),
         'recency': lambda: Recency(host),
+        'previous-interval': lambda: PreviousInterval(host),
+        'static-best': lambda: StaticBest(host, totals),
         'oracle': lambda: Oracle(host),
     }
+    unknown = [n for n in names if n not in makers]
+    if unknown:
+        raise ValueError('unknown policies %s; valid: %s'
+                         % (', '.join(unknown), ', '.join(makers)))
+    if 'static-best' in names and totals is None:
+        raise ValueError('static-best needs the trace\'s totals')
     return [makers[name]() for name in names]

@@ -58,14 +58,14 @@ def table(result, title=None):
         % (config.dram_share * 100, config.intervals, config.interval_s,
            config.warmup, config.chunk_size // 1024, config.move_mb_per_s,
            config.fast_ns, config.slow_ns, config.stall_fraction))
-    header = '%-12s %10s %10s %12s %10s %10s' % (
+    header = '%-17s %10s %10s %12s %10s %10s' % (
         'policy', 'DRAM hit', 'vs oracle', 'migrated', 'AMAT', 'slowdown')
     lines.append(header)
     lines.append('-' * len(header))
     for p in result.policies:
         ratio = '-' if p.ratio_to_oracle is None \
             else '%.3f' % p.ratio_to_oracle
-        lines.append('%-12s %10.4f %10s %9.2f GiB %9.3fx %9.3fx' % (
+        lines.append('%-17s %10.4f %10s %9.2f GiB %9.3fx %9.3fx' % (
             p.name, p.hit_ratio, ratio, p.migrated_bytes / GiB,
             p.amat_ratio, p.slowdown))
     if result.shift_at is not None:

@@ -20,7 +20,10 @@ region; each sample asks the kdamond to refresh the scheme's tried regions
 (``update_schemes_tried_regions``) and reads their start, end and
 ``nr_accesses``: the sampled access checks that found the region accessed
 in the last aggregation interval (sample 5 ms, aggregation 100 ms, so 0 to
-20).  A chunk gets the value of the hottest region overlapping it.
+20).  How regions become one value per chunk is ``chunk_rule``: ``bytes``
+(the default) weighs each overlapping region by the bytes of the chunk it
+covers, ``hottest`` takes the hottest overlapping region; see
+``regions_to_chunks``.
 
 DAMON may belong to someone else - the host's own memory management, an
 operator running ``damo``.  This tracker only ever writes to DAMON when
@@ -49,19 +52,31 @@ from loki_nova.memtier import trackers
 
 LOG = logging.getLogger(__name__)
 
+PAGE = 4096
 KDAMONDS = kernfs_mod.DAMON_DIR + '/admin/kdamonds'
 #: Kernel modules that run kdamonds the sysfs interface does not list.
 KERNEL_USERS = ('damon_reclaim', 'damon_lru_sort', 'damon_stat')
 STATE_FILE = 'damon-kdamonds.json'
 _U32_MAX = 2 ** 32 - 1
 _ULONG_MAX = 2 ** 64 - 1
+#: How a chunk's value is made of the DAMON regions overlapping it.
+CHUNK_RULES = ('bytes', 'hottest')
+DEFAULT_CHUNK_RULE = 'bytes'
+#: The files of a tried region the tracker reads, in column order.
+REGION_FIELDS = ('start', 'end', 'nr_accesses')
+#: ... and what a recording keeps (``loki-memtier record``).
+REGION_FIELDS_WITH_AGE = REGION_FIELDS + ('age',)
 
 
 class DamonTracker(trackers.Tracker):
     name = 'damon'
 
     def __init__(self, kfs, state_dir=None, sample_us=5000, aggr_us=100000,
-                 update_us=1000000, min_regions=10, max_regions=1000):
+                 update_us=1000000, min_regions=10, max_regions=1000,
+                 chunk_rule=DEFAULT_CHUNK_RULE):
+        if chunk_rule not in CHUNK_RULES:
+            raise ValueError('chunk_rule must be one of %s, got %r'
+                             % (', '.join(CHUNK_RULES), chunk_rule))
         if not kfs.exists(KDAMONDS + '/nr_kdamonds'):
             raise trackers.TrackerUnavailable(
                 'the kernel has no DAMON sysfs interface (%s is missing; '
@@ -90,7 +105,8 @@ class DamonTracker(trackers.Tracker):
         self.kfs = kernfs_mod.KernelFS(kfs.root, allow_damon_writes=True)
         self.attrs = dict(sample_us=sample_us, aggr_us=aggr_us,
                           update_us=update_us)
-        self.regions = (min_regions, max_regions)
+        self.nr_regions = (min_regions, max_regions)
+        self.chunk_rule = chunk_rule
         self.max_accesses = max(1, aggr_us // sample_us)
         self._slots = {}      # key -> kdamond index
         self._pids = {}       # key -> pid
@@ -166,9 +182,9 @@ class DamonTracker(trackers.Tracker):
         for name, value in self.attrs.items():
             w(self._k(i, ctx + 'monitoring_attrs/intervals/' + name), value)
         w(self._k(i, ctx + 'monitoring_attrs/nr_regions/min'),
-          self.regions[0])
+          self.nr_regions[0])
         w(self._k(i, ctx + 'monitoring_attrs/nr_regions/max'),
-          self.regions[1])
+          self.nr_regions[1])
         w(self._k(i, ctx + 'targets/nr_targets'), 1)
         w(self._k(i, ctx + 'targets/0/pid_target'), pid)
         w(self._k(i, ctx + 'schemes/nr_schemes'), 1)
@@ -204,13 +220,13 @@ class DamonTracker(trackers.Tracker):
 
     # -- sampling -------------------------------------------------------
 
-    def _read_regions(self, i):
+    def _read_regions(self, i, fields):
         base = self._k(i, 'contexts/0/schemes/0/tried_regions')
         names = [n for n in self.kfs.listdir(base) if n.isdigit()]
-        out = np.zeros((len(names), 3), dtype=np.uint64)
+        out = np.zeros((len(names), len(fields)), dtype=np.uint64)
         for row, name in enumerate(names):
             d = self.kfs.path('%s/%s/' % (base, name))
-            for col, field in enumerate(('start', 'end', 'nr_accesses')):
+            for col, field in enumerate(fields):
                 fd = os.open(d + field, os.O_RDONLY)
                 try:
                     text = os.read(fd, 64)
@@ -224,14 +240,20 @@ class DamonTracker(trackers.Tracker):
                         % (d + field, text)) from None
         return out
 
-    def sample(self, guest, layout):
+    def regions(self, guest, fields=REGION_FIELDS):
+        """The guest's DAMON regions of the last aggregation interval:
+        uint64 rows of ``fields`` (start, end, nr_accesses[, age]), in
+        the kernel's order.  Waits for the kdamond to refresh them."""
         i = self._slots.get(guest.key)
         if i is None:
             raise KeyError('guest %s is not monitored by DAMON' % guest.key)
         self.kfs.write_text(self._k(i, 'state'),
                             'update_schemes_tried_regions')
-        regions = self._read_regions(i)
-        return regions_to_chunks(regions, layout, self.max_accesses)
+        return self._read_regions(i, fields)
+
+    def sample(self, guest, layout):
+        return regions_to_chunks(self.regions(guest), layout,
+                                 self.max_accesses, self.chunk_rule)
 
     def forget(self, key):
         # The kdamond is reconfigured by the next update().
@@ -264,12 +286,77 @@ def kernel_config(kfs, option):
     return ('\n%s=y\n' % option) in ('\n' + text)
 
 
-def regions_to_chunks(regions, layout, max_accesses):
-    """DAMON regions (start, end, nr_accesses rows) → per-chunk samples on
-    the 0..SAMPLE_SCALE scale; a chunk takes its hottest region."""
+def weighted_accesses(regions, layout):
+    """Per chunk, the sum over the DAMON regions overlapping it of
+    ``nr_accesses`` times the 4 KiB pages of the chunk the region covers
+    (int64).  ``regions``: rows of (start, end, nr_accesses, ...), page
+    aligned as DAMON's are; they may overlap and come in any order."""
+    out = np.zeros(len(layout), dtype=np.int64)
+    if not len(regions) or not len(layout):
+        return out
+    regions = np.asarray(regions, dtype=np.uint64)
+    # Page numbers relative to the layout's first page, clipped to its
+    # span: small enough that pages * nr_accesses sums stay exact in int64.
+    first = int(layout.starts[0]) // PAGE
+    last = int((layout.starts[-1] + layout.sizes[-1]) // np.uint64(PAGE))
+    span = last - first
+
+    def pages(addresses):
+        p = (addresses // np.uint64(PAGE)).astype(np.int64)
+        return np.clip(p - first, 0, span)
+
+    starts, ends = pages(regions[:, 0]), pages(regions[:, 1])
+    value = regions[:, 2].astype(np.int64)
+    keep = (ends > starts) & (value > 0)
+    starts, ends, value = starts[keep], ends[keep], value[keep]
+    chunk_lo = pages(layout.starts)
+    chunk_hi = pages(layout.starts + layout.sizes)
+    # integral(x) = sum of value * |[start, end) below page x|
+    #            = sum over starts <= x of value * (x - start)
+    #              - sum over ends <= x of value * (x - end)
+    integral_lo = (_ramp(starts, value, chunk_lo)
+                   - _ramp(ends, value, chunk_lo))
+    integral_hi = (_ramp(starts, value, chunk_hi)
+                   - _ramp(ends, value, chunk_hi))
+    return integral_hi - integral_lo
+
+
+def _ramp(points, value, x):
+    """sum over ``points`` <= x of value * (x - point), for each x."""
+    order = np.argsort(points, kind='stable')
+    points, value = points[order], value[order]
+    cum_value = np.concatenate(([0], np.cumsum(value)))
+    cum_moment = np.concatenate(([0], np.cumsum(value * points)))
+    k = np.searchsorted(points, x, side='right')
+    return x * cum_value[k] - cum_moment[k]
+
+
+def regions_to_chunks(regions, layout, max_accesses,
+                      rule=DEFAULT_CHUNK_RULE):
+    """DAMON regions (start, end, nr_accesses rows) -> per-chunk samples on
+    the 0..SAMPLE_SCALE scale.
+
+    ``bytes``: the chunk's mean ``nr_accesses`` over its bytes (bytes no
+    region covers count as not accessed), rounded up, so that any access
+    counts at least 1.  ``hottest``: the hottest region overlapping the
+    chunk.  DAMON regions are often smaller than a 2 MiB chunk; the
+    hottest region ranks a chunk with one hot 4 KiB page as high as a
+    chunk hot all through, which on recorded workloads lost the ranking
+    the classifier needs (see ``loki-memtier record``).
+    """
+    if rule not in CHUNK_RULES:
+        raise ValueError('rule must be one of %s, got %r'
+                         % (', '.join(CHUNK_RULES), rule))
     out = np.zeros(len(layout), dtype=np.uint8)
     if not len(regions) or not len(layout):
         return out
+    regions = np.asarray(regions, dtype=np.uint64)
+    if rule == 'bytes':
+        weighted = weighted_accesses(regions, layout)
+        pages = (layout.sizes // np.uint64(PAGE)).astype(np.int64)
+        denominator = np.maximum(pages, 1) * max_accesses
+        scaled = -(-weighted * trackers.SAMPLE_SCALE // denominator)
+        return np.minimum(scaled, trackers.SAMPLE_SCALE).astype(np.uint8)
     value = np.minimum(regions[:, 2] * trackers.SAMPLE_SCALE // max_accesses,
                        trackers.SAMPLE_SCALE).astype(np.uint8)
     ends = layout.starts + layout.sizes

@@ -1,0 +1,235 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Recorded DAMON traces: the file format, its errors, and the replay."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from loki_nova.memtier.sim import engine
+from loki_nova.memtier.sim import tracefile
+from loki_nova.memtier.trackers import damon
+
+MiB = 1 << 20
+BASE = 0x7f0000000000
+DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data',
+                    'traces')
+META = dict(sample_us=5000, aggr_us=100000, interval_s=1.0,
+            chunk_size=2 * MiB, note='hand-built')
+
+
+def region(lo_mb, hi_mb, nr_accesses, age=0):
+    return [BASE + int(lo_mb * MiB), BASE + int(hi_mb * MiB), nr_accesses,
+            age]
+
+
+def small_recording():
+    """8 MiB recorded (4 chunks of 2 MiB) plus 2 MiB never touched, two
+    intervals of two snapshots each."""
+    snapshots = [
+        (0, 0.5, [region(-4, 1, 20, 3), region(1, 8, 0, 7)]),
+        (0, 1.0, [region(-4, 2, 10), region(2, 8, 2)]),
+        (1, 1.5, [region(0, 6.5, 4)]),
+        # Chunk 1: one hot 256 KiB region; chunk 2: warm all through.
+        (1, 2.0, [region(2, 2.25, 20), region(2.25, 4, 0),
+                  region(4, 6, 6), region(6, 8, 0)]),
+    ]
+    return tracefile.from_snapshots(
+        snapshots, [(BASE, BASE + 8 * MiB), (BASE + 16 * MiB,
+                                             BASE + 18 * MiB)],
+        META, present_start=[(BASE, BASE + 4 * MiB)],
+        present_end=[(BASE, BASE + 6 * MiB)])
+
+
+def test_a_recording_survives_the_round_trip(tmp_path):
+    rec = small_recording()
+    path = str(tmp_path / 'r.npz')
+    tracefile.save(path, rec)
+    back = tracefile.load(path)
+    assert back.regions.tolist() == rec.regions.tolist()
+    assert back.offsets.tolist() == [0, 2, 4, 5, 9]
+    assert back.snapshot_interval.tolist() == [0, 0, 1, 1]
+    assert back.snapshot_time == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    assert back.ranges.tolist() == rec.ranges.tolist()
+    assert back.present_start.tolist() == rec.present_start.tolist()
+    assert back.present_end.tolist() == rec.present_end.tolist()
+    assert back.meta == rec.meta
+    assert back.intervals == 2 and back.max_accesses == 20
+    # Written in one piece: no temporary file is left beside it.
+    assert os.listdir(tmp_path) == ['r.npz']
+
+
+def test_regions_keep_their_place_across_snapshots_and_far_addresses(
+        tmp_path):
+    # Gaps are stored from the previous region's end, restarting at each
+    # snapshot; far-apart areas (heap and mmap) must come back exactly.
+    heap, mmap = 0x55d000000000, 0x7ffd00000000
+    snaps = [(0, 1.0, [[heap, heap + 4096, 1, 1],
+                       [mmap, mmap + 8192, 2, 2]]),
+             (0, 2.0, []),
+             (1, 3.0, [[heap + 8192, heap + 3 * 4096, 3, 3]])]
+    rec = tracefile.from_snapshots(snaps, [(heap, heap + MiB)], META)
+    tracefile.save(str(tmp_path / 'r.npz'), rec)
+    back = tracefile.load(str(tmp_path / 'r.npz'))
+    assert back.regions.tolist() == rec.regions.tolist()
+    assert [back.snapshot(k).tolist() for k in range(3)] == \
+        [rec.snapshot(k).tolist() for k in range(3)]
+
+
+def _npz(path, **arrays):
+    with open(path, 'wb') as f:
+        np.savez_compressed(f, **arrays)
+
+
+def _text(path, arrays):
+    with open(path, 'w') as f:
+        f.write('start,end\n1,2\n')
+
+
+def _bare_array(path, arrays):
+    with open(path, 'wb') as f:
+        np.save(f, np.arange(3))
+
+
+def _saved_arrays(tmp_path):
+    path = str(tmp_path / 'good.npz')
+    tracefile.save(path, small_recording())
+    with np.load(path) as archive:
+        return {k: archive[k] for k in archive.files}
+
+
+@pytest.mark.parametrize('make, said', [
+    (lambda p, a: None, 'cannot read it'),
+    (_text, 'not a loki-memtier trace (not a NumPy .npz archive)'),
+    (_bare_array, 'a bare NumPy array'),
+    (lambda p, a: _npz(p, regions=np.zeros((2, 4))),
+     'not a loki-memtier trace (it has no "format: loki-memtier-trace"'),
+    (lambda p, a: _npz(p, **dict(a, version=np.array(2))),
+     'format version 2; this loki-nova reads version 1'),
+    (lambda p, a: _npz(p, **{k: v for k, v in a.items()
+                             if k != 'region_age'}),
+     'is damaged'),
+    (lambda p, a: _npz(p, **dict(a, snapshot_offsets=np.array([0, 2, 4]))),
+     'is damaged'),
+    (lambda p, a: _npz(p, **dict(a, meta=np.array('[1, 2]'))),
+     'metadata is not a JSON object'),
+    (lambda p, a: _npz(p, **dict(a, meta=np.array(json.dumps(
+        dict(META, interval_s=-1))))),
+     'bad metadata'),
+    (lambda p, a: _npz(p, **dict(a, ranges=np.zeros((0, 2), np.uint64))),
+     'names no address range'),
+])
+def test_what_is_not_a_readable_trace_is_refused_naming_the_file(
+        tmp_path, make, said):
+    arrays = _saved_arrays(tmp_path)
+    path = str(tmp_path / 'bad.npz')
+    make(path, arrays)
+    with pytest.raises(tracefile.TraceFileError) as err:
+        tracefile.load(path)
+    assert str(err.value).startswith(path + ': ')
+    assert said in str(err.value)
+
+
+def test_a_truncated_archive_is_refused(tmp_path):
+    path = str(tmp_path / 'r.npz')
+    tracefile.save(path, small_recording())
+    with open(path, 'rb') as f:
+        data = f.read()
+    with open(path, 'wb') as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(tracefile.TraceFileError, match='r.npz: '):
+        tracefile.load(path)
+    assert zipfile.is_zipfile(path) is False
+
+
+def test_save_refuses_an_inconsistent_recording(tmp_path):
+    rec = small_recording()
+    rec.snapshot_interval = np.array([0, 0, 2, 2])
+    with pytest.raises(tracefile.TraceFileError, match='run 0, 1, 2'):
+        tracefile.save(str(tmp_path / 'r.npz'), rec)
+    assert not os.listdir(tmp_path)
+
+
+def test_replay_scores_every_snapshot_and_observes_the_last():
+    trace = tracefile.RecordedTrace(small_recording(), rule='bytes')
+    # Chunks 0-3 of the first range; the second range was never present
+    # or accessed, so it holds no memory.
+    assert trace.chunks == 4 and trace.memory_mb == 8
+    assert trace.intervals == 2 and trace.interval_s == 1.0
+    pages = 512                                   # 4 KiB pages per chunk
+    # Interval 0: snapshot 1 (chunk 0 half at 20, rest 0) + snapshot 2
+    # (chunk 0 at 10, the others at 2).
+    assert trace.accesses(0).tolist() == [
+        20 * 256 + 10 * pages, 2 * pages, 2 * pages, 2 * pages]
+    # The tracker reads only the interval's last snapshot.
+    assert trace.samples(0).tolist() == [10, 2, 2, 2]
+    assert trace.accesses(1).tolist() == [
+        4 * pages, 4 * pages + 20 * 64, 4 * pages + 6 * pages, 4 * 128]
+    assert trace.samples(1).tolist() == [0, 3, 6, 0]
+    # Present at the start: chunks 0 and 1.  Present at the end but never
+    # accessed: none (chunk 2 was accessed).
+    assert trace.initial.tolist() == [True, True, False, False]
+    with pytest.raises(IndexError, match='has 2 intervals'):
+        trace.accesses(2)
+
+
+def test_the_two_chunk_rules_differ_where_a_small_region_is_hot():
+    """Chunk 1 holds one hot 256 KiB region, chunk 2 is warm all through:
+    the hottest-region rule ranks chunk 1 first, though DAMON counted
+    more than twice the accesses in chunk 2; weighting by bytes keeps
+    that order."""
+    rec = small_recording()
+    hottest = tracefile.RecordedTrace(rec, rule='hottest')
+    by_bytes = tracefile.RecordedTrace(rec, rule='bytes')
+    last = rec.snapshot(3)
+    counted = damon.weighted_accesses(last, by_bytes.layout)
+    assert counted[2] > 2 * counted[1] > 0
+    assert hottest.samples(1).tolist() == [0, 20, 6, 0]
+    assert by_bytes.samples(1).tolist() == [0, 3, 6, 0]
+    with pytest.raises(ValueError, match='chunk rule'):
+        tracefile.RecordedTrace(rec, rule='mean')
+
+
+def test_a_recording_replays_through_the_engine(tmp_path):
+    path = str(tmp_path / 'small.npz')
+    tracefile.save(path, small_recording())
+    config = engine.SimConfig(intervals=2, warmup=0, dram_share=0.5,
+                              interval_s=1.0)
+    result = engine.run([engine.GuestSpec('g', 0, floor=0.5,
+                                          trace_file=path)], config)
+    assert result.guests[0].trace == 'file:small.npz'
+    assert result.guests[0].memory_mb == 8
+    oracle = result.policy('oracle')
+    for policy in result.policies:
+        assert all(h <= o + 1e-12 for h, o in
+                   zip(policy.hit_per_interval, oracle.hit_per_interval))
+    with pytest.raises(ValueError, match='holds 2 intervals, fewer than'):
+        engine.run([engine.GuestSpec('g', 0, trace_file=path)],
+                   engine.SimConfig(intervals=3, warmup=0))
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA), reason='no recorded traces')
+@pytest.mark.parametrize('name', sorted(
+    n for n in (os.listdir(DATA) if os.path.isdir(DATA) else ())
+    if n.endswith('.npz')))
+def test_the_recorded_test_data_loads_and_has_accesses(name):
+    rec = tracefile.load(os.path.join(DATA, name))
+    assert rec.intervals >= 40
+    assert rec.meta['note']
+    trace = tracefile.RecordedTrace(rec)
+    assert trace.chunks >= 32 and trace.totals.sum() > 0
