@@ -268,35 +268,33 @@ def _ready_pid(proc):
     return int(pid)
 
 
-def record_sqlite(out_path, args):
-    load = subprocess.Popen([PYTHON, __file__, '--load', 'sqlite',
-                             '--seconds', str(_load_seconds(args))],
+def _record_load(name, out_path, args, description, extra=()):
+    """Start this file's ``--load NAME`` workload, wait for it, record."""
+    load = subprocess.Popen([PYTHON, __file__, '--load', name,
+                             '--seconds', str(_load_seconds(args))]
+                            + list(extra),
                             stdout=subprocess.PIPE, text=True)
     try:
         pid = _ready_pid(load)
         time.sleep(args.warmup_s)
-        _record(pid, out_path, args,
-                'sqlite3 shell, in-memory table of 250000 rows x 800 B, '
-                'SELECT 90 %/UPDATE 10 %, Zipf 0.99 in blocks of 128 rows')
+        _record(pid, out_path, args, description)
     finally:
         _stop(load)
+
+
+def record_sqlite(out_path, args):
+    _record_load('sqlite', out_path, args,
+                 'sqlite3 shell, in-memory table of 250000 rows x 800 B, '
+                 'SELECT 90 %/UPDATE 10 %, Zipf 0.99 in blocks of 128 rows')
 
 
 def record_objstore(out_path, args):
     # The popularity moves half way through the recording.
     shift = args.warmup_s + args.intervals * args.interval_s / 2
-    load = subprocess.Popen([PYTHON, __file__, '--load', 'objstore',
-                             '--seconds', str(_load_seconds(args)),
-                             '--shift-after', str(shift)],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        pid = _ready_pid(load)
-        time.sleep(args.warmup_s)
-        _record(pid, out_path, args,
-                'python dict of 1000000 x 160 B, Zipf 0.9 in blocks of 256 '
-                'keys, 5 % replaced, popularity moves half way through')
-    finally:
-        _stop(load)
+    _record_load('objstore', out_path, args,
+                 'python dict of 1000000 x 160 B, Zipf 0.9 in blocks of 256 '
+                 'keys, 5 % replaced, popularity moves half way through',
+                 extra=('--shift-after', str(shift)))
 
 
 def _pg_bin(name):
