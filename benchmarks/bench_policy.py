@@ -34,6 +34,17 @@ footprint.  Goals, each reported pass/fail per trace and DRAM share:
 * ``vs_static_and_previous``: loki >= max(static-best, previous-interval);
 * ``vs_first_touch``: loki never more than 0.01 below first touch.
 
+Beside the goals each recorded entry reports ``held_out``: how far any
+policy that does not know the future could get, to read the
+``static-best`` goal against.  ``static-best`` picks its chunks from the
+totals of the very intervals it is scored on, so on a stationary program
+it also profits from the measurement noise of those intervals; its
+held-out variant picks for each half of the recording from the totals of
+the other half.  ``causal_top_k`` is the best of a few estimators that
+see what loki sees (the tracker's samples of the intervals before), with
+no move cap and no hysteresis: the previous interval, the sum of all
+intervals before, and heats halved every 1, 2 or 4 intervals.
+
 ``--compare-rules`` replays the recordings under both ways of turning
 DAMON regions into chunk values (loki's ratio to the oracle for each);
 ``--hysteresis`` sets loki's hysteresis (default: the agent's), to compare
@@ -46,6 +57,8 @@ import json
 import os
 import statistics
 import sys
+
+import numpy as np
 
 from loki_nova.memtier import classifier
 from loki_nova.memtier.sim import engine
@@ -122,7 +135,8 @@ def recorded(paths, params=None, chunk_rule=damon.DEFAULT_CHUNK_RULE):
                                                     4),
                 loki_migrated_mib=result.policy('loki').migrated_bytes
                 // 2 ** 20,
-                goals=goals, passed=all(goals.values()))
+                goals=goals, passed=all(goals.values()),
+                held_out=held_out(result, path, chunk_rule))
             per_share['%g%%' % (share * 100)] = entry
         report[os.path.basename(path)] = {
             'footprint_mib': result.guests[0].memory_mb,
@@ -130,6 +144,60 @@ def recorded(paths, params=None, chunk_rule=damon.DEFAULT_CHUNK_RULE):
             'interval_s': result.config.interval_s,
             'dram': per_share}
     return report
+
+
+def _top(values, k):
+    return np.argsort(-values, kind='stable')[:k]
+
+
+def held_out(result, trace_path, chunk_rule=damon.DEFAULT_CHUNK_RULE):
+    """Hit ratios over the measured intervals of a replay (``result``) of
+    placements chosen without seeing the intervals they are scored on
+    (see the module's docstring), with loki's and static-best's from the
+    replay for comparison."""
+    config = result.config
+    trace = tracefile.RecordedTrace(trace_path, config.chunk_size,
+                                    chunk_rule)
+    n, warmup = trace.intervals, config.warmup
+    k = int(trace.chunks * config.dram_share)
+    accesses = np.array([trace.accesses(i) for i in range(n)])
+    samples = np.array([trace.samples(i) for i in range(n)],
+                       dtype=np.float64)
+    measured = accesses[warmup:].sum()
+
+    def score(choose):
+        hits = sum(accesses[i][choose(i)].sum() for i in range(warmup, n))
+        return float(hits / measured) if measured else 0.0
+
+    half = n // 2
+    first, second = (_top(accesses[:half].sum(0), k),
+                     _top(accesses[half:].sum(0), k))
+    heats = {}
+    for name, keep in (('previous-interval', 0.0), ('cumulative', 1.0),
+                       ('halved-1', 0.5), ('halved-2', 0.75),
+                       ('halved-4', 0.5 ** 0.25)):
+        heat = np.zeros((n, trace.chunks))
+        for i in range(1, n):
+            heat[i] = heat[i - 1] * keep + samples[i - 1]
+        heats[name] = heat
+    causal = {name: score(lambda i, h=heat: _top(h[i], k))
+              for name, heat in heats.items()}
+    best = max(causal, key=causal.get)
+
+    def weighted(policy):
+        per = result.policy(policy).hit_per_interval
+        totals = accesses.sum(1)
+        return float(sum(per[i] * totals[i] for i in range(warmup, n))
+                     / measured) if measured else 0.0
+
+    return {
+        'loki': round(weighted('loki'), 4),
+        'static_best_in_sample': round(weighted('static-best'), 4),
+        'static_best_held_out': round(score(
+            lambda i: second if i < half else first), 4),
+        'causal_top_k': round(causal[best], 4),
+        'causal_estimator': best,
+    }
 
 
 def compare_rules(paths, params=None):
@@ -157,6 +225,16 @@ def _print_recorded(report):
                   + ' '.join('%8.4f' % entry[c] for c in columns)
                   + '  ' + ('pass' if not failed
                             else 'FAIL ' + ','.join(failed)))
+    print('%-22s %5s %8s %9s %9s %9s  %s' % (
+        'held out', 'DRAM', 'loki', 'static-in', 'static-ho', 'causal',
+        'causal estimator'))
+    for name, trace in report.items():
+        for share, entry in trace['dram'].items():
+            h = entry['held_out']
+            print('%-22s %5s %8.4f %9.4f %9.4f %9.4f  %s' % (
+                name, share, h['loki'], h['static_best_in_sample'],
+                h['static_best_held_out'], h['causal_top_k'],
+                h['causal_estimator']))
 
 
 def main(argv=None):
