@@ -51,6 +51,22 @@ times from define to the workload's marker):
   a bug of the outer QEMU 7.2 alone;
 * with ``preempt=none`` on the sandbox's kernel and hog: no panic, but
   neither guest booted in 400 s (three sandboxes shared the machine).
+
+Measured on 2026-12-06, outside this probe:
+
+* the sandbox keeps user-space state across preemption: a checker that
+  loads 14 general registers, EFLAGS, ymm0-15, MXCSR and the x87 stack
+  with known values, spins, and compares them (plus adc/sbb chains and
+  self-modifying code), two copies beside the busy loop and the
+  sleeper, found no mismatch in about 370,000 context switches and
+  120,000 signals (a variant whose signal handler alters a saved
+  register is caught within 3 s), so the fault is more likely in the
+  nested QEMU 7.2's TCG than in the sandbox;
+* libvirt 9.0 refuses to define a domain with QEMU 10.0.2 as its
+  emulator; QEMU 10.0.2 started directly with the rig's arguments booted
+  one guest beside the busy loop and sleeper (371 s, no panic); two such
+  guests timed out at 400 s without a panic.  The like-for-like run of
+  QEMU 7.2 started directly is still to do.
 """
 
 import os
