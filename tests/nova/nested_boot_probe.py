@@ -65,8 +65,14 @@ Measured on 2026-12-06, outside this probe:
 * libvirt 9.0 refuses to define a domain with QEMU 10.0.2 as its
   emulator; QEMU 10.0.2 started directly with the rig's arguments booted
   one guest beside the busy loop and sleeper (371 s, no panic); two such
-  guests timed out at 400 s without a panic.  The like-for-like run of
-  QEMU 7.2 started directly is still to do.
+  guests timed out at 400 s without a panic;
+* QEMU 7.2 started the same way (no libvirt): one guest beside the load
+  booted (339 s); two beside the load: one PANIC after 170 s (garbage
+  EFLAGS, "Fatal exception in interrupt"), one booted (298 s): libvirt
+  is not needed for the panic;
+* QEMU 10.0.2 started directly, two guests beside the load, 900 s
+  allowed: both booted (841 and 849 s), no panic.  One run each, so a
+  lead, not yet a proof: nested QEMU 7.2's TCG is the suspect.
 """
 
 import os
