@@ -208,7 +208,9 @@ def prepare_sandbox(scratch='/run/loki-libvirt-state'):
     ``LIBVIRT_STATE_DIRS`` gets a writable copy on a tmpfs, bound over it
     (a guest's config, its QEMU log, the capabilities cache); the guest's
     own cgroup2 hierarchy is mounted with the controllers libvirt uses
-    delegated to children.  All of it lives in the guest and is gone
+    delegated to children.  With ``$LOKI_SANDBOX_NESTED_VIRT`` (a run with
+    ``nested_virt=True``), that tree's libvirt and QEMU are bound over the
+    machine's first.  All of it lives in the guest and is gone
     when the guest powers off.  Idempotent; refuses outside the sandbox
     (there those directories and cgroups belong to the machine)."""
     if not in_sandbox():
@@ -219,6 +221,14 @@ def prepare_sandbox(scratch='/run/loki-libvirt-state'):
                        check=True)
     with open(os.path.join(CGROUP_ROOT, 'cgroup.subtree_control'), 'w') as f:
         f.write(' '.join('+' + c for c in CGROUP_CONTROLLERS))
+    tree = os.environ.get(_load_sandbox().NESTED_VIRT_ENV)
+    if tree:
+        # libvirt and QEMU from bookworm-backports over the machine's
+        # (tools/sandbox.py, ensure_nested_virt): the guest's mounts only.
+        for source, target in _load_sandbox().nested_virt_binds(tree):
+            if not _mounted(target):
+                subprocess.run(['mount', '--bind', source, target],
+                               check=True)
     for path in LIBVIRT_STATE_DIRS:
         if not os.path.isdir(path) or _mounted(path):
             continue
@@ -501,6 +511,14 @@ def ram_mapping(pid, size):
 def filled_mb(console_text):
     """MiB a ``WorkloadImage`` guest filled with its pattern, or None."""
     m = re.search(r'guestload: filled (\d+) MiB', console_text)
+    return int(m.group(1)) if m else None
+
+
+def guest_memory_mb(console_text):
+    """The guest's MemTotal in MiB as a ``WorkloadImage`` guest printed it
+    before starting its workload, or None."""
+    m = re.search(r'guestload: starting \S+ after boot: \d+ MiB of (\d+) '
+                  r'MiB', console_text)
     return int(m.group(1)) if m else None
 
 

@@ -31,6 +31,9 @@ nodes of A and B MiB; the boot of a batch gets the most any of its tests
 asks for (default 1 vCPU, tools/sandbox.py's node sizes).
 ``@pytest.mark.sandbox(seconds=S)``: the test may take S seconds (default
 60), which the batch's time limit adds up.
+``@pytest.mark.sandbox(nested_virt=True)``: the test boots nested guests,
+with libvirt and QEMU from bookworm-backports (tools/sandbox.py,
+``ensure_nested_virt``; tests/libvirt_rig.prepare_sandbox binds them).
 
 ``@pytest.mark.sandbox(host=True)`` marks a test that drives the sandbox
 from the host itself (it boots its own guest): it is not proxied, it
@@ -110,7 +113,7 @@ class SandboxBatch:
     """One sandbox boot running pytest on all the proxied node ids."""
 
     def __init__(self, config, nodeids, cpus=None, node_mib=None,
-                 seconds=None):
+                 seconds=None, nested_virt=False):
         """``cpus`` / ``node_mib``: what the tests' markers ask for (the
         most of each); the defaults otherwise.  ``seconds``: what the
         tests may take, all together (default 60 each)."""
@@ -120,6 +123,7 @@ class SandboxBatch:
             TEST_SECONDS * len(self.nodeids)
         self.cpus = cpus
         self.node_mib = node_mib
+        self.nested_virt = nested_virt
         self.ran = False
         self.error = None       # why the sandbox could not run
         self.records = {}       # nodeid -> list of per-phase records
@@ -152,6 +156,8 @@ class SandboxBatch:
         found = {'cpus': cpus}
         if self.node_mib:
             found['node_mib'] = tuple(self.node_mib)
+        if self.nested_virt:
+            found['nested_virt'] = True
         return found
 
     def env(self, tool):
@@ -397,17 +403,19 @@ def pytest_collection_modifyitems(session, config, items):
               and not _runs_on_host(item)]
     if not chosen:
         return
-    cpus, node_mib, seconds = None, None, 0
+    cpus, node_mib, seconds, nested_virt = None, None, 0, False
     for item in chosen:
         kwargs = item.get_closest_marker(MARKER).kwargs
         seconds += int(kwargs.get('seconds') or TEST_SECONDS)
         if kwargs.get('cpus'):
             cpus = max(cpus or 1, int(kwargs['cpus']))
+        nested_virt = nested_virt or bool(kwargs.get('nested_virt'))
         if kwargs.get('node_mib'):
             node_mib = [max(a, b) for a, b in zip(
                 node_mib or (0, 0), kwargs['node_mib'])]
     batch = SandboxBatch(config, [item.nodeid for item in chosen],
-                         cpus=cpus, node_mib=node_mib, seconds=seconds)
+                         cpus=cpus, node_mib=node_mib, seconds=seconds,
+                         nested_virt=nested_virt)
     config.stash[_BATCH] = batch
     proxies = {id(item): _proxy_for(item, batch) for item in chosen}
     items[:] = [proxies.get(id(item), item) for item in items]

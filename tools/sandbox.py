@@ -370,23 +370,30 @@ def ensure_kernel(cache_dir=None):
         return _fetch_kernel(cache)
 
 
-def _fetch_kernel(cache):
+def _private_apt(cache, what):
+    """apt options for the cache's private bookworm-backports tree, its
+    package lists brought up to date."""
     apt_dir = os.path.join(cache, 'apt')
     mirror, signed_by = find_debian_mirror()
     write_apt_config(apt_dir, mirror, signed_by)
     options = apt_options(apt_dir)
-    _progress('fetching the sandbox kernel once into %s: the package '
-              'lists of %s %s' % (cache, mirror, SUITE))
+    _progress('fetching %s once into %s: the package lists of %s %s'
+              % (what, cache, mirror, SUITE))
     _run_tool(['apt-get', '-q'] + options + ['update'],
               'apt-get update of %s %s' % (mirror, SUITE))
+    return options
+
+
+def _fetch_kernel(cache):
+    options = _private_apt(cache, 'the sandbox kernel')
     names = _run_tool(['apt-cache'] + options +
                       ['pkgnames', 'linux-image-%s.' % KERNEL_SERIES],
                       'apt-cache pkgnames').split()
     package = pick_kernel_package(names)
     if not package:
         raise SandboxUnavailable(
-            'no linux-image-%s.*-amd64 package in %s %s' % (
-                KERNEL_SERIES, mirror, SUITE))
+            'no linux-image-%s.*-amd64 package in %s of %s' % (
+                KERNEL_SERIES, SUITE, find_debian_mirror()[0]))
     download = tempfile.mkdtemp(prefix='download-', dir=cache)
     try:
         _progress('downloading %s (about 110 MB)' % package)
@@ -424,6 +431,130 @@ def _fetch_kernel(cache):
     finally:
         shutil.rmtree(download, ignore_errors=True)
     return _kernel_record(cache)
+
+
+# ---------------------------------------------------------- nested virt --
+
+#: libvirt and QEMU for guests nested in the sandbox (bookworm-backports:
+#: libvirt 11.3, QEMU 10.0).  Bookworm's own QEMU 7.2, nested in the
+#: sandbox's TCG, let its guests' kernels panic in early boot whenever two
+#: of them ran beside other busy processes, and libvirt 9.0 does not take
+#: QEMU 10 as an emulator (tests/nova/nested_boot_probe.py).  They are
+#: unpacked into the cache, never installed; inside the sandbox
+#: ``nested_virt_binds`` says what to bind over the machine's files.
+NESTED_VIRT_PACKAGES = (
+    'libvirt0', 'libvirt-common', 'libvirt-daemon', 'libvirt-daemon-common',
+    'libvirt-daemon-log', 'libvirt-daemon-lock',
+    'libvirt-daemon-plugin-lockd', 'libvirt-daemon-driver-qemu',
+    'libvirt-daemon-driver-nodedev', 'libvirt-daemon-driver-network',
+    'libvirt-daemon-driver-storage', 'libvirt-daemon-driver-secret',
+    'libvirt-daemon-driver-nwfilter', 'libvirt-daemon-driver-interface',
+    'qemu-system-x86', 'qemu-system-common', 'qemu-system-data', 'seabios')
+#: Set in the guest's environment to the unpacked tree when a run asks
+#: for it (``run(nested_virt=True)``).
+NESTED_VIRT_ENV = 'LOKI_SANDBOX_NESTED_VIRT'
+_LIBDIR = 'usr/lib/x86_64-linux-gnu'
+#: Directories of the tree that replace the machine's whole.
+NESTED_VIRT_DIRS = (_LIBDIR + '/libvirt', _LIBDIR + '/qemu',
+                    'usr/share/libvirt', 'usr/share/qemu', 'usr/share/seabios')
+#: Files of the tree that replace the machine's.
+NESTED_VIRT_FILES = ('usr/sbin/libvirtd', 'usr/sbin/virtlogd',
+                     'usr/sbin/virtlockd', 'usr/lib/libvirt/libvirt_iohelper',
+                     'usr/bin/qemu-system-x86_64')
+#: Shared libraries, by soname: the tree's file goes over the file the
+#: machine's soname link points to.
+NESTED_VIRT_LIBS = ('libvirt.so.0', 'libvirt-qemu.so.0', 'libvirt-admin.so.0',
+                    'libvirt-lxc.so.0')
+
+
+def _nested_virt_record(cache):
+    """The unpacked tree of NESTED_VIRT_PACKAGES, or None."""
+    try:
+        with open(os.path.join(cache, 'nested-virt.json')) as fh:
+            record = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    tree = os.path.join(cache, record['tree'])
+    if sorted(record.get('packages', ())) != sorted(NESTED_VIRT_PACKAGES):
+        return None
+    if all(os.path.exists(os.path.join(tree, path))
+           for path in NESTED_VIRT_FILES):
+        return tree
+    return None
+
+
+def ensure_nested_virt(cache_dir=None):
+    """Fetch NESTED_VIRT_PACKAGES once; the directory they are unpacked in.
+
+    Like ensure_kernel: ``apt-get download`` from bookworm-backports with
+    the private apt config, ``dpkg -x`` into the cache; nothing is
+    installed on this machine.
+    """
+    cache = resolve_cache_dir(cache_dir)
+    found = _nested_virt_record(cache)
+    if found:
+        return found
+    with _locked(cache):
+        found = _nested_virt_record(cache)
+        if found:
+            return found
+        return _fetch_nested_virt(cache)
+
+
+def _fetch_nested_virt(cache):
+    options = _private_apt(cache, 'libvirt and QEMU for nested guests')
+    download = tempfile.mkdtemp(prefix='download-', dir=cache)
+    try:
+        _progress('downloading %d packages (about 20 MB)'
+                  % len(NESTED_VIRT_PACKAGES))
+        _run_tool(['apt-get', '-q'] + options + ['download'] +
+                  list(NESTED_VIRT_PACKAGES),
+                  'apt-get download of libvirt and QEMU', cwd=download)
+        debs = sorted(glob.glob(os.path.join(download, '*.deb')))
+        tree = os.path.join(download, 'tree')
+        for deb in debs:
+            _run_tool(['dpkg', '-x', deb, tree], 'dpkg -x %s' % deb)
+        missing = [path for path in NESTED_VIRT_FILES
+                   if not os.path.exists(os.path.join(tree, path))]
+        if missing:
+            raise SandboxError('the packages %s have no %s' % (
+                ', '.join(NESTED_VIRT_PACKAGES), ', '.join(missing)))
+        final = os.path.join(cache, 'nested-virt')
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.rename(tree, final)
+        _atomic_write(os.path.join(cache, 'nested-virt.json'), json.dumps({
+            'tree': os.path.basename(final),
+            'packages': list(NESTED_VIRT_PACKAGES),
+            'debs': [os.path.basename(deb) for deb in debs],
+        }, indent=1).encode())
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
+    return _nested_virt_record(cache)
+
+
+def nested_virt_binds(tree, root='/'):
+    """``[(source, target)]``: what of *tree* (ensure_nested_virt's) to
+    bind over what of the filesystem at *root*, so that ``libvirtd``,
+    ``virtlogd`` and ``qemu-system-x86_64`` at their usual paths are the
+    tree's, with their libraries, drivers and firmware.  Only inside the
+    sandbox guest, whose mounts are its own."""
+    binds = []
+    for path in NESTED_VIRT_DIRS + NESTED_VIRT_FILES:
+        source = os.path.join(tree, path)
+        target = os.path.join(root, path)
+        if os.path.exists(source) and os.path.exists(target):
+            binds.append((source, target))
+        elif os.path.exists(source):
+            raise SandboxError('%s has no %s to bind %s over; install '
+                               'libvirt-daemon-system and qemu-system-x86'
+                               % (root, target, source))
+    for soname in NESTED_VIRT_LIBS:
+        source = os.path.join(tree, _LIBDIR, soname)
+        target = os.path.join(root, _LIBDIR, soname)
+        if os.path.exists(source) and os.path.exists(target):
+            binds.append((os.path.realpath(source), os.path.realpath(target)))
+    return binds
 
 
 # ------------------------------------------------------------ initramfs --
@@ -908,7 +1039,7 @@ def _read_text(path):
 
 def run(command, *, cwd=None, env=None, timeout=DEFAULT_TIMEOUT,
         node_mib=(1024, 1024), cpus=1, extra_append='', out_dir=None,
-        stream=None, cache_dir=None, keep=()):
+        stream=None, cache_dir=None, keep=(), nested_virt=False):
     """Boot the sandbox, run *command* in it, power off; a Result.
 
     *command* is an argv list (or a shell string).  *cwd* defaults to
@@ -919,7 +1050,9 @@ def run(command, *, cwd=None, env=None, timeout=DEFAULT_TIMEOUT,
     a temporary directory is.  *stream*, a binary file, gets the output
     as it arrives.  *keep* names more host paths the command needs that
     lie in /tmp, /var/tmp, /run or /dev/shm, which the guest covers with
-    tmpfs (*cwd* and this checkout are kept anyway).
+    tmpfs (*cwd* and this checkout are kept anyway).  *nested_virt*:
+    fetch libvirt and QEMU for nested guests (ensure_nested_virt) and
+    name their tree in the guest's $LOKI_SANDBOX_NESTED_VIRT.
 
     Raises SandboxUnavailable if QEMU, the kernel or busybox is missing,
     SandboxTimeout after *timeout* seconds (QEMU killed) and SandboxError
@@ -935,6 +1068,8 @@ def run(command, *, cwd=None, env=None, timeout=DEFAULT_TIMEOUT,
     # (a test may boot nested guests with the same kernel).
     cache = resolve_cache_dir(cache_dir)
     env = {CACHE_ENV: cache, **(env or {})}
+    if nested_virt:
+        env[NESTED_VIRT_ENV] = ensure_nested_virt(cache)
     kept = _keep_paths([cwd, REPO_ROOT, cache, *keep])
     with contextlib.ExitStack() as stack:
         if out_dir is None:
@@ -1052,8 +1187,10 @@ def main(argv=None):
     parser.add_argument('--cache', help='cache directory (default $%s or %s)'
                         % (CACHE_ENV, DEFAULT_CACHE))
     sub = parser.add_subparsers(dest='verb', required=True)
-    sub.add_parser('fetch', help='download the kernel and build the '
-                   'initramfs (once; later a no-op)')
+    fetcher = sub.add_parser('fetch', help='download the kernel and build '
+                             'the initramfs (once; later a no-op)')
+    fetcher.add_argument('--nested-virt', action='store_true',
+                         help='also libvirt and QEMU for nested guests')
     runner = sub.add_parser('run', help='run a command in the sandbox')
     runner.add_argument('--timeout', type=float, default=DEFAULT_TIMEOUT)
     runner.add_argument('--cwd', help='directory to run in (default: the '
@@ -1072,6 +1209,10 @@ def main(argv=None):
                         '($LOKI_SANDBOX_OUT in the guest), left in place '
                         'with what the command wrote there (default: a '
                         'temporary directory, removed)')
+    runner.add_argument('--nested-virt', action='store_true',
+                        help='run nested guests with libvirt and QEMU from '
+                        'bookworm-backports (bound over the machine\'s by '
+                        'tests/libvirt_rig.prepare_sandbox)')
     runner.add_argument('command', nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     global PROGRESS
@@ -1082,6 +1223,9 @@ def main(argv=None):
             initrd = ensure_initramfs(args.cache, modules_root)
             print('sandbox kernel: %s\nmodules: %s\ninitramfs: %s' % (
                 vmlinuz, modules_root, initrd))
+            if args.nested_virt:
+                print('nested libvirt and QEMU: %s'
+                      % ensure_nested_virt(args.cache))
             return 0
         command = args.command
         if command[:1] == ['--']:
@@ -1092,7 +1236,7 @@ def main(argv=None):
                      timeout=args.timeout, node_mib=tuple(args.node_mib),
                      cpus=args.cpus, extra_append=args.append,
                      out_dir=args.out_dir, stream=sys.stdout.buffer,
-                     cache_dir=args.cache)
+                     cache_dir=args.cache, nested_virt=args.nested_virt)
         print('sandbox: exit %d after %.1fs (guest booted in %.1fs, command '
               'ran %.1fs)' % (result.returncode, result.elapsed,
                               result.boot_seconds or 0,

@@ -247,6 +247,33 @@ def test_private_apt_config(tmp_path):
         'deb http://m/d bookworm-backports main\n')
 
 
+def test_nested_virt_binds_the_trees_daemons_emulator_and_libraries(
+        tmp_path):
+    tree, root = tmp_path / 'tree', tmp_path / 'root'
+    lib = 'usr/lib/x86_64-linux-gnu'
+    for base, version in ((tree, '11003'), (root, '9000')):
+        for path in sandbox.NESTED_VIRT_DIRS:
+            (base / path).mkdir(parents=True)
+        for path in sandbox.NESTED_VIRT_FILES:
+            (base / path).parent.mkdir(parents=True, exist_ok=True)
+            (base / path).write_text(version)
+        real = base / lib / ('libvirt.so.0.%s.0' % version)
+        real.write_text(version)
+        (base / lib / 'libvirt.so.0').symlink_to(real.name)
+    # Only the tree has libvirt-qemu: nothing to bind it over.
+    (tree / lib / 'libvirt-qemu.so.0').write_text('11003')
+    binds = sandbox.nested_virt_binds(str(tree), str(root))
+    expected = [(str(tree / path), str(root / path)) for path in
+                sandbox.NESTED_VIRT_DIRS + sandbox.NESTED_VIRT_FILES]
+    expected.append((str(tree / lib / 'libvirt.so.0.11003.0'),
+                     str(root / lib / 'libvirt.so.0.9000.0')))
+    assert binds == expected
+    (root / 'usr/sbin/libvirtd').unlink()
+    with pytest.raises(sandbox.SandboxError,
+                       match='has no .*/usr/sbin/libvirtd to bind'):
+        sandbox.nested_virt_binds(str(tree), str(root))
+
+
 def test_pick_the_newest_generic_612_image():
     names = ['linux-image-6.12.43+deb12-amd64',
              'linux-image-6.12.95+deb12-amd64-dbg',
@@ -821,7 +848,7 @@ import pytest
 def test_big():
     pass
 
-@pytest.mark.sandbox(node_mib=(512, 1024), seconds=1200)
+@pytest.mark.sandbox(node_mib=(512, 1024), seconds=1200, nested_virt=True)
 def test_wide():
     pass
 
@@ -854,7 +881,8 @@ def test_plugin_boots_with_the_most_the_markers_ask_for(pytester,
     pytester.runpytest_inprocess('-p', 'no:cacheprovider')
     [(nodeids, env, machine)] = boots
     assert len(nodeids) == 3
-    assert machine == {'cpus': 2, 'node_mib': (1536, 1024)}
+    assert machine == {'cpus': 2, 'node_mib': (1536, 1024),
+                       'nested_virt': True}
     # The batch's time: 600 s to boot, 1200 s the marker asks for, 60 s
     # for each of the other two.
     assert timeouts == [600 + 1200 + 2 * 60]
