@@ -51,8 +51,13 @@ else
     bash tools/setup-env.sh
     inputs >"$stamp"
 fi
-# A no-op once the kernel is in the cache; without it nothing can run.
-python3 tools/sandbox.py fetch >/dev/null
+# A no-op once the kernel (and, for vms, the nested libvirt and QEMU) are
+# in the cache; without them nothing can run.
+if [ "$mode" = vms ]; then
+    python3 tools/sandbox.py fetch --nested-virt >/dev/null
+else
+    python3 tools/sandbox.py fetch >/dev/null
+fi
 
 mkdir -p out
 share=$(mktemp -d /tmp/loki-demo-XXXXXX)
@@ -65,7 +70,9 @@ if [ "$mode" = vms ]; then
     status=0
     # Nova's own log lines are left out; the progress lines, the
     # guests' consoles and the agent's table stay.
-    python3 tools/sandbox.py run --cpus 1 --timeout 2400 \
+    # Two vCPUs, and libvirt 11.3 + QEMU 10.0 for the nested guests
+    # (tests/nova/nested_boot_probe.py says why).
+    python3 tools/sandbox.py run --cpus 2 --nested-virt --timeout 2400 \
         --out-dir "$share" \
         --env OS_NOVA_DISABLE_EVENTLET_PATCHING=true \
         --env LOKI_DEMO_VMS_JSON=/tmp/loki-sandbox/demo-vms.json \

@@ -147,6 +147,25 @@ memtier_opts = [
         help='How the agent samples which guest memory is accessed. With '
              'auto it logs why each tracker it skips cannot run. Default '
              'auto.'),
+    cfg.IntOpt(
+        'damon_sample_us',
+        default=5000,
+        min=100,
+        help='DAMON tracker: how often DAMON checks each region for an '
+             'access, in microseconds. Default 5000 (5 ms).'),
+    cfg.IntOpt(
+        'damon_aggr_us',
+        default=100000,
+        min=100,
+        help='DAMON tracker: DAMON\'s aggregation interval in '
+             'microseconds, at least damon_sample_us. Each agent interval '
+             'takes the regions\' access counts of the last aggregation '
+             'interval (waiting for it to end, so at most the agent\'s '
+             'interval), scaled to 0-20; a guest whose working set is not '
+             'touched again within one aggregation interval looks colder '
+             'than it is. Longer intervals see more, at the cost of a '
+             'longer wait per guest each agent interval. Default 100000 '
+             '(100 ms).'),
     cfg.DictOpt(
         'node_tiers',
         default={},

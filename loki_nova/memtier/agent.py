@@ -49,6 +49,10 @@ from loki_nova.memtier import trackers
 
 LOG = logging.getLogger(__name__)
 MiB = 1024 * 1024
+#: How many pages the probes of a chunk move along each interval: odd,
+#: so that in a chunk of 2**n pages they come back to the same page only
+#: after 2**n intervals.
+PROBE_SHIFT = 37
 #: Pages probed in a chunk whose first probes found nothing present.
 REPROBES = 16
 #: Intervals of heat kept per guest for ``guest_heat`` (heat maps).
@@ -211,6 +215,21 @@ def watchers_from_conf(conf, kfs):
     return out
 
 
+def check_damon_intervals(conf):
+    """Refuse DAMON intervals that cannot work together; warn when each
+    sample would wait longer than an agent interval."""
+    if conf.damon_aggr_us < conf.damon_sample_us:
+        raise ValueError(
+            '[memtier] damon_aggr_us (%d) must be at least damon_sample_us '
+            '(%d): DAMON counts the samples of one aggregation interval'
+            % (conf.damon_aggr_us, conf.damon_sample_us))
+    if conf.damon_aggr_us > conf.interval * 1e6:
+        LOG.warning('[memtier] damon_aggr_us (%d us) is longer than the '
+                    'agent\'s interval (%.1f s): each interval waits that '
+                    'long for every guest\'s DAMON regions',
+                    conf.damon_aggr_us, conf.interval)
+
+
 class Agent:
     """The loop; ``conf`` is the ``[memtier]`` group (or anything with its
     attributes).  Parts can be passed in; by default they come from the
@@ -219,6 +238,8 @@ class Agent:
     def __init__(self, conf, kfs=None, topology=None, tracker=None,
                  watchers=None, mover=None, stop=None):
         self.conf = conf
+        if tracker is None and conf.tracker in ('auto', 'damon'):
+            check_damon_intervals(conf)
         self.kfs = kfs or kernfs_mod.KernelFS('/')
         self.stop = stop or threading.Event()
         self.topology = topology or topology_mod.discover(
@@ -232,7 +253,10 @@ class Agent:
         self.watchers = (watchers if watchers is not None
                          else watchers_from_conf(conf, self.kfs))
         self.tracker = tracker or trackers.create(
-            conf.tracker, self.kfs, damon={'state_dir': conf.state_dir})
+            conf.tracker, self.kfs, damon={
+                'state_dir': conf.state_dir,
+                'sample_us': conf.damon_sample_us,
+                'aggr_us': conf.damon_aggr_us})
         self.mover = mover or mover_mod.Mover(
             mover_mod.RateLimiter(conf.move_rate_mb_per_s * MiB,
                                   stop=self.stop),
@@ -383,11 +407,11 @@ class Agent:
 
     # -- observe ------------------------------------------------------------
 
-    def _probe(self, m, chunks, per_chunk):
+    def _probe(self, m, chunks, per_chunk, shift=0):
         """Tier codes of ``chunks`` (all when None) from a move_pages query
-        of ``per_chunk`` pages each: the majority of present pages decides;
-        none present is absent."""
-        addrs, owner = m.layout.probes(per_chunk, chunks)
+        of ``per_chunk`` pages each (moved ``shift`` pages along): the
+        majority of present pages decides; none present is absent."""
+        addrs, owner = m.layout.probes(per_chunk, chunks, shift)
         status = self.mover.query(
             m.guest.identity.pid, addrs,
             functools.partial(guest_mod.verify, self.kfs, m.guest))
@@ -410,8 +434,18 @@ class Agent:
         """Tier code of every chunk.  A chunk whose probes found no page
         is probed again at more pages before it counts as absent (absent
         chunks are never moved, so one left in DRAM would escape the
-        budget)."""
-        tier = self._probe(m, None, self.conf.probes_per_chunk)
+        budget).
+
+        The probed pages move along every interval (``PROBE_SHIFT`` pages
+        further each time), so that over the intervals every page of a
+        chunk is probed.  Pages a guest touches for the first time land
+        in DRAM, also in chunks that were demoted: probed always at the
+        same page, such a chunk would read as slow for ever while part of
+        it holds DRAM outside any budget.  Probed along, it reads as fast
+        when a probe meets those pages, and if it is not hot enough for
+        DRAM it is demoted whole."""
+        tier = self._probe(m, None, self.conf.probes_per_chunk,
+                           shift=self.number * PROBE_SHIFT)
         absent = np.flatnonzero(tier == classifier.TIER_ABSENT)
         if len(absent):
             tier[absent] = self._probe(m, absent, REPROBES)

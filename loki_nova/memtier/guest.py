@@ -261,10 +261,12 @@ class ChunkLayout:
             np.cumsum(counts) - counts, counts).astype(np.uint64)
         return first + offs * np.uint64(PAGE_SIZE)
 
-    def probes(self, per_chunk, chunks=None):
+    def probes(self, per_chunk, chunks=None, shift=0):
         """``per_chunk`` evenly spaced page addresses in every chunk (or in
         ``chunks``; fewer in chunks with fewer pages), and the chunk of
-        each."""
+        each.  ``shift`` pages moves every probe forward (wrapping within
+        its chunk), so that successive calls with different shifts probe
+        different pages."""
         chunks = (np.arange(len(self)) if chunks is None
                   else self._check(chunks))
         npages = (self.sizes[chunks] // PAGE_SIZE).astype(np.int64)
@@ -272,8 +274,9 @@ class ChunkLayout:
         pos = np.repeat(np.arange(len(chunks)), k)
         j = np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k)
         step = npages[pos] // k[pos]
+        page = (j * step + int(shift)) % npages[pos]
         owner = chunks[pos]
-        addr = self.starts[owner] + (j * step).astype(np.uint64) \
+        addr = self.starts[owner] + page.astype(np.uint64) \
             * np.uint64(PAGE_SIZE)
         return addr, owner
 

@@ -18,14 +18,16 @@ under what load.  An investigation tool for issue 13, kept to rerun.
 Each stage boots guests of ``tests/libvirt_rig.domain_xml`` (the workload
 image, 160 MiB) on the sandbox's libvirtd at the same time, optionally
 with parts of Nova's domain XML added, and reports for each guest
-BOOTED (the workload's marker on its console), PANIC or TIMEOUT (400 s).
+BOOTED (the workload's marker on its console), PANIC or TIMEOUT (400 s,
+or ``LOKI_PROBE_TIMEOUT``).
 ``LOKI_PROBE_STAGES``: stages separated by ``;``, guests in a stage by
 ``|``, each guest a comma list of ``cpu``, ``iothreads``, ``numatune``,
 ``sysinfo``, ``pty``, ``acpi`` (or ``plain``).  ``LOKI_PROBE_STRESS``:
 ``migrate`` (move all guest RAM between the nodes every 3 s),
 ``compact`` (``/proc/sys/vm/compact_memory`` every 3 s), ``hog`` (a busy
 loop and a 0.5 ms sleeper process beside the guests; with ``nice``, at
-nice 19)::
+nice 19).  ``LOKI_PROBE_NESTED_VIRT=1``: libvirt and QEMU for the nested
+guests from bookworm-backports (``NESTED_VIRT`` below)::
 
     python3 tools/sandbox.py run --cpus 1 --timeout 2400 \\
         --env LOKI_PROBE_STAGES='plain;plain|plain' \\
@@ -89,14 +91,20 @@ from loki_nova.memtier import mover
 from tests import libvirt_rig as rig
 from tests.sandbox import INSIDE_ONLY
 
-pytestmark = [pytest.mark.libvirt, pytest.mark.sandbox(cpus=1)] + [
+#: ``LOKI_PROBE_NESTED_VIRT=1``: libvirt 11.3 and QEMU 10.0 from
+#: bookworm-backports for the nested guests (tools/sandbox.py,
+#: ``ensure_nested_virt``) instead of the machine's 9.0 and 7.2.
+NESTED_VIRT = os.environ.get('LOKI_PROBE_NESTED_VIRT') == '1'
+pytestmark = [pytest.mark.libvirt, pytest.mark.sandbox(
+    cpus=1, nested_virt=NESTED_VIRT)] + [
     mark for mark in INSIDE_ONLY if mark.name != 'sandbox']
 libvirt_daemons = rig.libvirt_daemons
 libvirt_conn = rig.libvirt_conn
 rig_dir = rig.rig_dir
 
 GUEST_MB = 160
-TIMEOUT = 400
+#: Seconds a stage may take (``LOKI_PROBE_TIMEOUT``).
+TIMEOUT = float(os.environ.get('LOKI_PROBE_TIMEOUT') or 400)
 HOGS = ('while True: pass',
         'import time\nwhile True: time.sleep(0.0005)')
 

@@ -124,6 +124,15 @@ def test_chunk_layout_cuts_each_range_and_finds_pages():
     addrs, owner = layout.probes(4)
     assert owner.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
     assert addrs[1] == 0x200000 + 128 * 4096
+    # Shifted probes move along and wrap within their chunk: one probe per
+    # chunk visits every page of a 512-page chunk over 512 odd shifts.
+    shifted, owner = layout.probes(4, shift=130)
+    assert shifted[:4].tolist() == [0x200000 + p * 4096
+                                    for p in (130, 258, 386, 2)]
+    assert shifted[8:].tolist() == [0x1001000, 0x1002000, 0x1000000]
+    seen = {int(layout.probes(1, [0], shift=37 * n)[0][0])
+            for n in range(512)}
+    assert len(seen) == 512
     assert layout.chunk_of([0x1ff000, 0x200000, 0x5ff000, 0x1002fff,
                             0x1003000]).tolist() == [-1, 0, 1, 2, -1]
 
