@@ -66,7 +66,7 @@ trap 'rm -rf "$share"' EXIT
 if [ "$mode" = vms ]; then
     echo "demo: booting the two-tier sandbox; in it libvirtd, Nova's" \
         "services with LokiDriver, two QEMU guests and the agent" \
-        "(15-20 minutes under TCG)"
+        "(about 10 minutes under TCG)"
     status=0
     # Nova's own log lines are left out; the progress lines, the
     # guests' consoles and the agent's table stay.

@@ -12,16 +12,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""WORK IN PROGRESS (issue 13; named so pytest does not collect it yet).
-
-Status: Nova's services start in the sandbox and both servers are ACTIVE
-after about 200 s, but the nested guests' kernels panic in early boot
-(corrupted interrupt frames, text_poke_early, kmalloc) while Nova's
-services and the agent share the sandbox's vCPU with them; the same
-panic comes with plain rig guests and a CPU hog, and not without it
-(tests/nova/nested_boot_probe.py).
-
-Real VMs tiered end to end, on the sandbox's two-tier kernel.
+"""Real VMs tiered end to end, on the sandbox's two-tier kernel.
 
 Everything runs inside the sandbox guest (tools/sandbox.py: node0 DRAM
 with the CPUs, node1 memory only and slower), whose kernel has DAMON and
@@ -39,10 +30,15 @@ with the CPUs, node1 memory only and slower), whose kernel has DAMON and
   bus as Nova's services (the in-memory transport of Nova's harness), so
   each spawn's ``reserve_dram`` reaches it over RPC.
 
+libvirt and QEMU there are 11.3 and 10.0 from bookworm-backports
+(``sandbox(nested_virt=True)``): with the machine's QEMU 7.2 nested, the
+guests' kernels panicked in early boot while Nova's services and the
+agent kept the sandbox's vCPUs busy (tests/nova/nested_boot_probe.py).
+
 Each guest boots the sandbox's 6.12 kernel with ``tests/guestload.c`` as
 its workload: it fills most of guest memory with a pattern, keeps a hot
 set, prints the hot set's guest frame numbers, and verifies the pattern
-on its serial console every few seconds.
+on its serial console every minute.
 
 The checks read the kernel, not the agent: QEMU's ``/proc/PID/numa_maps``
 for the guest RAM on each node, and ``move_pages`` queries for where the
@@ -50,7 +46,7 @@ hot set's pages are (guest frame N is byte N * 4096 of QEMU's RAM
 mapping: the guests are small enough to lie below the PCI hole).
 
 Run (root, libvirtd and gcc installed) from the host; the sandbox plugin
-boots the guest::
+boots the guest (about 10 minutes on a 2-core machine)::
 
     OS_NOVA_DISABLE_EVENTLET_PATCHING=true .venv/bin/python -m pytest \\
         tests/nova/test_sandbox_vm.py
