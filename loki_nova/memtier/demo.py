@@ -54,6 +54,7 @@ import select
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
@@ -69,6 +70,8 @@ TABLE_COLUMNS = ('interval', 't (s)', 'guest', 'policy', 'DRAM MiB',
                  'slow MiB', 'hot MiB', 'budget MiB', 'moved MiB')
 _WIDTHS = (8, 7, 6, 9, 8, 8, 7, 10, 9)
 SUMMARY_VERSION = 1
+#: Characters per line of the picture's title.
+TITLE_CHARS = 170
 
 
 @dataclasses.dataclass(frozen=True)
@@ -633,11 +636,15 @@ def plot(summary, path):
     told = '   '.join('(%d) %s' % (i + 1, _short(e['label']))
                       for i, e in enumerate(events))
     what = summary.get('subject', 'The loki-memtier agent')
-    figure.suptitle(
-        '%s on the two-tier sandbox kernel %s (node0 DRAM %s MiB, node1 '
-        'slow %s MiB): DAMON tracker, move_pages mover\n%s' % (
-            what, summary.get('kernel', ''), nodes.get('0', '?'),
-            nodes.get('1', '?'), told), fontsize='large')
+    header = ('%s on the two-tier sandbox kernel %s (node0 DRAM %s MiB, '
+              'node1 slow %s MiB): DAMON tracker, move_pages mover' % (
+                  what, summary.get('kernel', ''), nodes.get('0', '?'),
+                  nodes.get('1', '?')))
+    # Wrapped to the figure's width (a long subject or many events would
+    # run off its edges).
+    lines = textwrap.wrap(header, TITLE_CHARS) + \
+        textwrap.wrap(told, TITLE_CHARS)
+    figure.suptitle('\n'.join(lines), fontsize='large')
     figure.tight_layout(rect=(0, 0.035, 1, 0.95))
     figure.savefig(path, dpi=90)
     pyplot.close(figure)
