@@ -336,12 +336,19 @@ def _run_tool(argv, what, cwd=None, show=False):
     return done.stdout
 
 
+def _read_record(cache, name):
+    """The JSON record *name* in the cache, or None if absent or bad."""
+    try:
+        with open(os.path.join(cache, name)) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
 def _kernel_record(cache):
     """The fetched kernel's (vmlinuz, modules_root), or None."""
-    try:
-        with open(os.path.join(cache, 'kernel.json')) as fh:
-            record = json.load(fh)
-    except (OSError, ValueError):
+    record = _read_record(cache, 'kernel.json')
+    if record is None:
         return None
     vmlinuz = os.path.join(cache, record['vmlinuz'])
     modules_root = os.path.join(cache, record['modules_root'])
@@ -359,15 +366,21 @@ def ensure_kernel(cache_dir=None):
     update`` and ``apt-get download`` of the newest 6.12 amd64 image, and
     ``dpkg -x`` into the cache.  The kernel is never installed.
     """
+    return _fetch_once(cache_dir, _kernel_record, _fetch_kernel)
+
+
+def _fetch_once(cache_dir, record, fetch):
+    """``record(cache)`` if the cache has it, else ``fetch(cache)`` under
+    the cache's lock (unless another process fetched it meanwhile)."""
     cache = resolve_cache_dir(cache_dir)
-    found = _kernel_record(cache)
+    found = record(cache)
     if found:
         return found
     with _locked(cache):
-        found = _kernel_record(cache)
+        found = record(cache)
         if found:
             return found
-        return _fetch_kernel(cache)
+        return fetch(cache)
 
 
 def _private_apt(cache, what):
@@ -469,10 +482,8 @@ NESTED_VIRT_LIBS = ('libvirt.so.0', 'libvirt-qemu.so.0', 'libvirt-admin.so.0',
 
 def _nested_virt_record(cache):
     """The unpacked tree of NESTED_VIRT_PACKAGES, or None."""
-    try:
-        with open(os.path.join(cache, 'nested-virt.json')) as fh:
-            record = json.load(fh)
-    except (OSError, ValueError):
+    record = _read_record(cache, 'nested-virt.json')
+    if record is None:
         return None
     tree = os.path.join(cache, record['tree'])
     if sorted(record.get('packages', ())) != sorted(NESTED_VIRT_PACKAGES):
@@ -490,15 +501,7 @@ def ensure_nested_virt(cache_dir=None):
     the private apt config, ``dpkg -x`` into the cache; nothing is
     installed on this machine.
     """
-    cache = resolve_cache_dir(cache_dir)
-    found = _nested_virt_record(cache)
-    if found:
-        return found
-    with _locked(cache):
-        found = _nested_virt_record(cache)
-        if found:
-            return found
-        return _fetch_nested_virt(cache)
+    return _fetch_once(cache_dir, _nested_virt_record, _fetch_nested_virt)
 
 
 def _fetch_nested_virt(cache):
