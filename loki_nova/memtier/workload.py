@@ -46,7 +46,7 @@ ALIGN = 2 * MiB
 
 class Workload:
     def __init__(self, size_mb, hot_mb, write=False, hot_offset_mb=0,
-                 pause_ms=0, aliases=1):
+                 pause_ms=0, aliases=1, small_pages=False):
         if hot_mb > size_mb or size_mb <= 0:
             raise ValueError('need 0 < hot_mb <= size_mb, got %d and %d'
                              % (hot_mb, size_mb))
@@ -57,6 +57,10 @@ class Workload:
             self._maps = [mmap.mmap(-1, self.size + ALIGN,
                                     flags=mmap.MAP_PRIVATE
                                     | mmap.MAP_ANONYMOUS)]
+            if small_pages:
+                # 4 KiB pages only (like a guest's memfd RAM): each page
+                # can then sit on its own node.
+                self._maps[0].madvise(mmap.MADV_NOHUGEPAGE)
         else:
             # One memfd mapped ``aliases`` times: that many times the
             # address space, all of it present, on ``size`` of RAM.
@@ -138,9 +142,11 @@ def main(argv=None):
     p.add_argument('--policy', default='static')
     p.add_argument('--floor-mb', type=int, default=0)
     p.add_argument('--ceiling-mb', type=int)
+    p.add_argument('--small-pages', action='store_true',
+                   help='no transparent huge pages (4 KiB pages only)')
     args = p.parse_args(argv)
     w = Workload(args.size_mb, args.hot_mb, args.write, args.hot_offset_mb,
-                 args.pause_ms, args.aliases)
+                 args.pause_ms, args.aliases, args.small_pages)
     if args.register_dir:
         from loki_nova.memtier import guest
         from loki_nova.memtier.watcher import process

@@ -20,7 +20,9 @@ it gets those pages in DRAM, inside chunks whose other pages are slow
 tiered ended 5 MiB over its budget).  Here, before the agent starts,
 every 2 MiB chunk of a registered workload gets its first page on node1
 and the other 511 on node0 -- a chunk that a probe of its first page
-alone reads as slow.  The workload is static with a 16 MiB budget: the
+alone reads as slow.  The workload uses 4 KiB pages only, as a guest's
+memfd RAM does (``move_pages`` of one page of a transparent huge page
+moves all of it).  The workload is static with a 16 MiB budget: the
 agent must bring its node0 pages to the budget, measured by
 ``move_pages`` queries of every page (not the agent's own view)."""
 
@@ -48,7 +50,7 @@ def test_dram_inside_chunks_that_look_slow_is_found_and_demoted(tmp_path):
                             '--register-dir', tmp_path / 'guests',
                             '--name', 'strays', '--policy', 'static',
                             '--floor-mb', BUDGET_MB, '--pause-ms', 20,
-                            timeout=120) as w:
+                            '--small-pages', timeout=120) as w:
         pages = np.arange(w.start, w.end, PAGE, dtype=np.uint64)
         assert len(pages) == SIZE_MB * 256
         firsts = pages[::CHUNK_PAGES]
