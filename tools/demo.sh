@@ -53,11 +53,9 @@ else
 fi
 # A no-op once the kernel (and, for vms, the nested libvirt and QEMU) are
 # in the cache; without them nothing can run.
-if [ "$mode" = vms ]; then
-    python3 tools/sandbox.py fetch --nested-virt >/dev/null
-else
-    python3 tools/sandbox.py fetch >/dev/null
-fi
+fetch=(fetch)
+[ "$mode" = workloads ] || fetch+=(--nested-virt)
+python3 tools/sandbox.py "${fetch[@]}" >/dev/null
 
 mkdir -p out
 share=$(mktemp -d /tmp/loki-demo-XXXXXX)

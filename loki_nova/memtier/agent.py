@@ -238,7 +238,7 @@ class Agent:
     def __init__(self, conf, kfs=None, topology=None, tracker=None,
                  watchers=None, mover=None, stop=None):
         self.conf = conf
-        if tracker is None and conf.tracker in ('auto', 'damon'):
+        if conf.tracker in ('auto', 'damon'):
             check_damon_intervals(conf)
         self.kfs = kfs or kernfs_mod.KernelFS('/')
         self.stop = stop or threading.Event()

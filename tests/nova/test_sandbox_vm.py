@@ -114,9 +114,10 @@ DAMON_AGGR_US = 1000000
 #: Pages first touched or moved in the last interval may still sit on
 #: the wrong node: one chunk of slack on the budget.
 SLACK_MB = 2
-#: From define to the workload running took 290-470 s in the passing
-#: runs, and a CI run spent 267 s of the guest's own time in its kernel
-#: before the workload started (and did not finish filling in 600 s).
+#: Seconds each guest's workload may take to start running.  Most runs
+#: needed 300-450 s from the servers going ACTIVE; a slower CI run spent
+#: 267 s of the guest's own time in its kernel alone and was still
+#: filling its memory when a 600 s wait ran out.
 BOOT_TIMEOUT = 900
 TIER_TIMEOUT = 300
 #: Where to write the timeline for ``bash tools/demo.sh vms`` (which runs
