@@ -100,25 +100,27 @@ def run(traces, seeds, memory_gib, params=None):
 
 
 def replay(path, dram_share, chunk_rule=damon.DEFAULT_CHUNK_RULE,
-           params=None):
-    """One recorded trace at one DRAM share: a ``SimResult``."""
+           params=None, window=1):
+    """One recorded trace at one DRAM share, the tracker reading the last
+    ``window`` snapshots of each interval: a ``SimResult``."""
     recording = tracefile.load(path)
     intervals = recording.intervals
     config = engine.SimConfig(
         intervals=intervals, warmup=max(1, intervals // 10),
         interval_s=float(recording.meta['interval_s']),
         chunk_size=int(recording.meta['chunk_size']),
-        dram_share=dram_share, chunk_rule=chunk_rule)
+        dram_share=dram_share, chunk_rule=chunk_rule, tracker_window=window)
     guest = engine.GuestSpec('guest', 0, floor=dram_share, trace_file=path)
     return engine.run([guest], config, params=params)
 
 
-def recorded(paths, params=None, chunk_rule=damon.DEFAULT_CHUNK_RULE):
+def recorded(paths, params=None, chunk_rule=damon.DEFAULT_CHUNK_RULE,
+             window=1):
     report = {}
     for path in paths:
         per_share = {}
         for share in DRAM_SHARES:
-            result = replay(path, share, chunk_rule, params)
+            result = replay(path, share, chunk_rule, params, window)
             hit = {p.name: p.hit_ratio for p in result.policies}
             loki, oracle = hit['loki'], hit['oracle']
             best_baseline = max(hit['static-best'],
@@ -136,7 +138,7 @@ def recorded(paths, params=None, chunk_rule=damon.DEFAULT_CHUNK_RULE):
                 loki_migrated_mib=result.policy('loki').migrated_bytes
                 // 2 ** 20,
                 goals=goals, passed=all(goals.values()),
-                held_out=held_out(result, path, chunk_rule))
+                held_out=held_out(result, path, chunk_rule, window))
             per_share['%g%%' % (share * 100)] = entry
         report[os.path.basename(path)] = {
             'footprint_mib': result.guests[0].memory_mb,
@@ -150,14 +152,15 @@ def _top(values, k):
     return np.argsort(-values, kind='stable')[:k]
 
 
-def held_out(result, trace_path, chunk_rule=damon.DEFAULT_CHUNK_RULE):
+def held_out(result, trace_path, chunk_rule=damon.DEFAULT_CHUNK_RULE,
+             window=1):
     """Hit ratios over the measured intervals of a replay (``result``) of
     placements chosen without seeing the intervals they are scored on
     (see the module's docstring), with loki's and static-best's from the
     replay for comparison."""
     config = result.config
     trace = tracefile.RecordedTrace(trace_path, config.chunk_size,
-                                    chunk_rule)
+                                    chunk_rule, window)
     n, warmup = trace.intervals, config.warmup
     k = int(trace.chunks * config.dram_share)
     accesses = np.array([trace.accesses(i) for i in range(n)])
@@ -232,6 +235,24 @@ def _print_recorded(report):
                 h['causal_estimator']))
 
 
+WINDOW_MEANINGS = {
+    '1': 'each read sees the last DAMON aggregation interval of the '
+         'recording, as the agent with its aggregation that much shorter '
+         'than its interval',
+    tracefile.WINDOW_INTERVAL: 'each read sees the whole interval, as the '
+                               'agent with damon_aggr_us equal to its '
+                               'interval',
+}
+
+
+def _window(text):
+    try:
+        return tracefile.check_window(
+            text if text == tracefile.WINDOW_INTERVAL else int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--trace', action='append', choices=TRACES)
@@ -246,8 +267,15 @@ def main(argv=None):
                         help='replay the recordings under each chunk rule')
     parser.add_argument('--hysteresis', type=int,
                         help='loki\'s hysteresis (default: the agent\'s)')
+    parser.add_argument('--tracker-window', action='append',
+                        type=_window, metavar='N|interval',
+                        help='replay the recordings with the tracker '
+                             'reading the last N DAMON snapshots of each '
+                             'interval, or all ("interval"); repeatable '
+                             '(default: 1 and interval)')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args(argv)
+    windows = args.tracker_window or [1, tracefile.WINDOW_INTERVAL]
     params = (classifier.ClassifierParams(hysteresis=args.hysteresis)
               if args.hysteresis is not None else None)
     paths = args.trace_file or sorted(glob.glob(os.path.join(
@@ -261,10 +289,13 @@ def main(argv=None):
                                       range(1, args.seeds + 1),
                                       args.memory_gib, params)
         if not args.no_recorded and paths:
-            report['recorded'] = recorded(paths, params)
-            report['recorded_all_passed'] = all(
-                e['passed'] for t in report['recorded'].values()
-                for e in t['dram'].values())
+            report['recorded'] = {}
+            for window in windows:
+                traces = recorded(paths, params, window=window)
+                report['recorded'][str(window)] = {
+                    'traces': traces,
+                    'all_passed': all(e['passed'] for t in traces.values()
+                                      for e in t['dram'].values())}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -272,10 +303,12 @@ def main(argv=None):
         print(trace)
         for key, value in entry.items():
             print('  %-26s %s' % (key, value))
-    if 'recorded' in report:
-        _print_recorded(report['recorded'])
-        print('all recorded goals passed: %s'
-              % report['recorded_all_passed'])
+    for window, entry in report.get('recorded', {}).items():
+        print('tracker window: %s (%s)' % (window, WINDOW_MEANINGS.get(
+            window, 'the last %s DAMON snapshots of each interval'
+            % window)))
+        _print_recorded(entry['traces'])
+        print('all recorded goals passed: %s' % entry['all_passed'])
     for name, rows in report.get('chunk_rules', {}).items():
         for share, ratios in rows.items():
             print('%-22s %5s loki/oracle %s' % (name, share, '  '.join(

@@ -152,6 +152,14 @@ def _add_simulate(subparsers):
                              'traces: bytes (weighted by the bytes each '
                              'covers) or hottest (the hottest region); '
                              'default %s' % damon.DEFAULT_CHUNK_RULE)
+    parser.add_argument('--tracker-window', type=_tracker_window,
+                        default=1, metavar='N|interval',
+                        help='for recorded traces: how many of each '
+                             'interval\'s DAMON snapshots one read of the '
+                             'tracker covers, back from the interval\'s '
+                             'end -- 1 (default) is the recording\'s '
+                             'aggregation interval, "interval" one as long '
+                             'as the interval')
     parser.add_argument('--samples', type=int, default=20,
                         help='access checks per interval (default 20)')
     parser.add_argument('--detection', type=_fraction('--detection'),
@@ -207,7 +215,18 @@ def _config(args, guests):
         samples=args.samples, detection=args.detection,
         fast_ns=args.fast_ns, slow_ns=args.slow_ns,
         stall_fraction=args.stall_fraction, seed=args.seed,
-        chunk_rule=args.chunk_value)
+        chunk_rule=args.chunk_value, tracker_window=args.tracker_window)
+
+
+def _tracker_window(text):
+    if text == tracefile.WINDOW_INTERVAL:
+        return text
+    try:
+        return tracefile.check_window(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            '--tracker-window must be a whole number >= 1 or "%s", got %r'
+            % (tracefile.WINDOW_INTERVAL, text)) from None
 
 
 def _simulate(args, parser):

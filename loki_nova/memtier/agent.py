@@ -65,6 +65,9 @@ HEAT_BINS = 512
 #: arrive, the loop runs at most one early interval per spacing, and that
 #: interval serves all of them.  Capped by ``[memtier] interval``.
 EARLY_WAKE_SPACING_S = 1.0
+#: Share of the interval that measuring the guests may take before the
+#: agent warns.
+MEASURE_SHARE_WARN = 0.5
 #: A reservation is answered (``timeout``, it stays) after this many
 #: intervals in a row that counted it but could not measure every guest,
 #: rather than holding the caller for the whole of its timeout.
@@ -104,6 +107,9 @@ class IntervalReport:
     guests: dict
     #: Wall-clock time (time.time()) at the end of the interval.
     ended: float = 0.0
+    #: Seconds of ``wall_s`` spent measuring the guests (the tracker's
+    #: samples and the tier probes).
+    measure_s: float = 0.0
 
 
 class Reservation:
@@ -270,6 +276,8 @@ class Agent:
                                      dtype=np.uint8)
         self.guests = {}
         self.number = 0
+        #: The guest count a slow measurement was last warned about.
+        self._slow_measure_guests = None
         self.last_report = None
         self._last_seen = {}
         self._watch_errors = {}
@@ -532,6 +540,7 @@ class Agent:
                                m.guest.policy.ceiling_mb)
                  for k, m in self.guests.items()}
         observed = {}
+        measure0 = time.monotonic()
         for key, m in list(self.guests.items()):
             self._doing('measuring guest %s' % key)
             try:
@@ -544,6 +553,8 @@ class Agent:
             except Exception as exc:
                 LOG.exception('guest %s: sampling failed', key)
                 stats[key].error = str(exc)
+        measure_s = time.monotonic() - measure0
+        self._check_measure_time(len(self.guests), measure_s)
         with self._lock:
             # (one made since _publish_floors waits for the next interval,
             # which admits it against the floors)
@@ -579,7 +590,7 @@ class Agent:
                 st.error = str(exc)
         report = IntervalReport(self.number, time.monotonic() - wall0,
                                 time.process_time() - cpu0, stats,
-                                time.time())
+                                time.time(), measure_s)
         self.last_report = report
         self._doing(None)
         self._settle(pending, stats, short)
@@ -595,6 +606,29 @@ class Agent:
                  sum(s.demoted_mb for s in stats.values()), report.wall_s,
                  report.cpu_s)
         return report
+
+    def _check_measure_time(self, guests, seconds):
+        """Warn when measuring the guests takes more than half the
+        interval, once for each number of guests it happens with (and
+        again after it has stopped happening)."""
+        if seconds <= self.conf.interval * MEASURE_SHARE_WARN:
+            self._slow_measure_guests = None
+            return
+        if self._slow_measure_guests == guests:
+            return
+        self._slow_measure_guests = guests
+        if self.tracker.name == 'damon':
+            why = (' Each read of a guest\'s DAMON regions waits for the '
+                   'end of a DAMON aggregation interval (%d us; in the '
+                   'sandbox kernel 1.1-2.7 of them), and the kernel serves '
+                   'one read at a time, so this grows with the guests: '
+                   'raise [memtier] interval or lower damon_aggr_us.'
+                   % self.conf.damon_aggr_us)
+        else:
+            why = ' Raise [memtier] interval.'
+        LOG.warning('measuring %d guest(s) took %.1f s of the %.1f s '
+                    'interval, leaving little of it for moving pages.%s',
+                    guests, seconds, self.conf.interval, why)
 
     def _tier_guest(self, m, st, access, tier, budget_mb, rate):
         if m.budget_mb is None or abs(m.budget_mb - budget_mb) >= 1:

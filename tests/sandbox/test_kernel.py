@@ -17,6 +17,7 @@ mover, inside the sandbox (node0 DRAM with the CPUs, node1 memory-only;
 see tools/sandbox.py).  Each test starts its own workload processes and
 moves pages only of those."""
 
+import errno
 import os
 import threading
 import time
@@ -100,6 +101,55 @@ def test_damon_sees_the_hot_region_hotter_than_the_cold(tmp_path):
             t.close()
         assert KFS.read_int(damon.KDAMONDS + '/nr_kdamonds') == 0
         assert not os.path.exists(tmp_path / damon.STATE_FILE)
+
+
+def test_damon_reads_wait_for_an_aggregation_and_run_one_at_a_time(
+        tmp_path):
+    """What the agent's timing rests on (and its warning about slow
+    measuring says): a read of a guest's regions returns only after at
+    least one aggregation interval, and the kernel takes one read at a
+    time across all kdamonds -- a second one meanwhile is refused with
+    EBUSY, so reads of several guests add up."""
+    aggr_us = 300000
+    with workloads.Workload('--size-mb', 16, '--hot-mb', 4) as a, \
+            workloads.Workload('--size-mb', 16, '--hot-mb', 4) as b:
+        ga, gb = as_guest(a, 'a'), as_guest(b, 'b')
+        t = damon.DamonTracker(KFS, state_dir=str(tmp_path),
+                               aggr_us=aggr_us)
+        try:
+            t.update({'a': (ga, None), 'b': (gb, None)})
+            for g in (ga, gb, ga):
+                started = time.monotonic()
+                assert len(t.regions(g)) >= 1
+                assert time.monotonic() - started >= aggr_us / 1e6 * 0.95
+            results = {}
+            barrier = threading.Barrier(2)
+
+            def read(g):
+                barrier.wait()
+                start = time.monotonic()
+                try:
+                    t.regions(g)
+                    outcome = 'ok'
+                except kernfs.KernelFSError as exc:
+                    outcome = exc.errno
+                results[g.key] = (outcome, start, time.monotonic())
+
+            threads = [threading.Thread(target=read, args=(g,))
+                       for g in (ga, gb)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(timeout=30)
+            assert not any(th.is_alive() for th in threads)
+            (oa, sa, ea), (ob, sb, eb) = results['a'], results['b']
+            overlapped = sa < eb and sb < ea
+            assert 'ok' in (oa, ob), results
+            if overlapped:
+                assert sorted(map(str, (oa, ob))) == \
+                    sorted(['ok', str(errno.EBUSY)]), results
+        finally:
+            t.close()
 
 
 def test_damon_leaves_a_kdamond_it_did_not_create_and_auto_falls_back(

@@ -126,6 +126,65 @@ def test_floors_that_do_not_fit_are_scaled_and_logged(tmp_path, two_guests,
     assert 'MiB short' in caplog.text and 'scaled by 0.50' in caplog.text
 
 
+class SteppedClock:
+    """``time`` for the agent module with a monotonic clock that moves only
+    when the test says (wall-clock and CPU time stay real)."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+    @staticmethod
+    def process_time():
+        return time.process_time()
+
+    @staticmethod
+    def time():
+        return time.time()
+
+
+def test_measuring_that_takes_half_the_interval_is_warned_once(
+        tmp_path, two_guests, caplog, monkeypatch):
+    clock = SteppedClock()
+    monkeypatch.setattr(agent_mod, 'time', clock)
+    per_guest = {'s': 1.5}
+
+    def source(g, layout, n):
+        clock.now += per_guest['s']
+        return np.zeros(len(layout), np.uint8)
+
+    agent = make_agent(make_conf(tmp_path, interval=5.0), source)
+    caplog.set_level(logging.WARNING)
+    first = agent.run_interval()
+    assert first.measure_s == pytest.approx(3.0)
+    warned = [r.getMessage() for r in caplog.records
+              if 'measuring' in r.getMessage()]
+    assert warned == ['measuring 2 guest(s) took 3.0 s of the 5.0 s '
+                      'interval, leaving little of it for moving pages. '
+                      'Raise [memtier] interval.']
+    # The same again: not repeated.
+    agent.run_interval()
+    # 2 x 1.2 s is under half of 5 s: quiet, and a later slow one warns
+    # anew.
+    per_guest['s'] = 1.2
+    assert agent.run_interval().measure_s == pytest.approx(2.4)
+    per_guest['s'] = 1.5
+    agent.run_interval()
+    warned = [r.getMessage() for r in caplog.records
+              if 'measuring' in r.getMessage()]
+    assert len(warned) == 2
+    # With DAMON the warning says why it grows with the guests.
+    damon_like = make_agent(make_conf(tmp_path, interval=5.0), source)
+    damon_like.tracker.name = 'damon'
+    damon_like.run_interval()
+    assert 'waits for the end of a DAMON aggregation interval (100000 ' \
+        'us' in caplog.records[-1].getMessage()
+    assert caplog.records[-1].getMessage().endswith(
+        'raise [memtier] interval or lower damon_aggr_us.')
+
+
 def run_service(tmp_path, conf_text):
     path = tmp_path / 'memtier.conf'
     path.write_text(conf_text)

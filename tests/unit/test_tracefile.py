@@ -205,6 +205,59 @@ def test_the_two_chunk_rules_differ_where_a_small_region_is_hot():
         tracefile.RecordedTrace(rec, rule='mean')
 
 
+def test_a_longer_tracker_window_sees_more_of_the_interval():
+    """With ``window`` 2 (here all of an interval) the tracker's one read
+    stands for an aggregation twice as long: the counts of both
+    snapshots against twice the most one can count."""
+    rec = small_recording()
+    pages = 512
+    for window in (2, 3, tracefile.WINDOW_INTERVAL):
+        trace = tracefile.RecordedTrace(rec, rule='bytes', window=window)
+        # Interval 0, chunk 0: 20 on half of it, then 10 on all of it --
+        # 20 * 256 + 10 * 512 of 2 * 20 * 512 -> 10 of 20.  Chunks 1-3:
+        # 0 then 2 -> 1 of 20.
+        assert trace.samples(0).tolist() == [10, 1, 1, 1]
+        # Interval 1: the page-weighted counts of ``accesses(1)`` over
+        # 2 * 20 * 512, rounded up.
+        assert trace.samples(1).tolist() == [2, 4, 5, 1]
+        assert trace.accesses(1).tolist() == [
+            4 * pages, 4 * pages + 20 * 64, 10 * pages, 4 * 128]
+    # Hottest region: each snapshot's hottest, then their mean (rounded
+    # up): [4, 4, 4, 4] and [0, 20, 6, 0].
+    hottest = tracefile.RecordedTrace(rec, rule='hottest', window=2)
+    assert hottest.samples(1).tolist() == [2, 12, 5, 2]
+    # The default is one snapshot, the last.
+    assert tracefile.RecordedTrace(rec, rule='bytes').samples(1).tolist() \
+        == [0, 3, 6, 0]
+
+
+@pytest.mark.parametrize('window', [0, -1, 1.5, '2', 'all', True, None])
+def test_a_tracker_window_that_is_not_a_count_is_refused(window):
+    with pytest.raises(ValueError, match="whole number of snapshots >= 1 "
+                                         "or 'interval', got"):
+        tracefile.RecordedTrace(small_recording(), window=window)
+    with pytest.raises(ValueError, match='tracker window'):
+        engine.SimConfig(tracker_window=window)
+
+
+def test_the_engine_observes_through_the_tracker_window(tmp_path):
+    """The simulation's policies observe what the configured window
+    reports, and are scored against the same accesses either way."""
+    path = str(tmp_path / 'small.npz')
+    tracefile.save(path, small_recording())
+    seen = {}
+    for window in (1, tracefile.WINDOW_INTERVAL):
+        config = engine.SimConfig(intervals=2, warmup=0, dram_share=0.5,
+                                  interval_s=1.0, tracker_window=window)
+        host, sampler = engine._start(
+            [engine.GuestSpec('g', 0, floor=0.5, trace_file=path)], config)
+        accesses, sampled, _ = host.draw(1, sampler)
+        seen[window] = (accesses.tolist(), sampled.tolist())
+    assert seen[1][1] == [0, 3, 6, 0]
+    assert seen['interval'][1] == [2, 4, 5, 1]
+    assert seen[1][0] == seen['interval'][0]
+
+
 def test_a_recording_replays_through_the_engine(tmp_path):
     path = str(tmp_path / 'small.npz')
     tracefile.save(path, small_recording())

@@ -111,8 +111,15 @@ class SimConfig:
     #: How recorded DAMON regions become the samples policies observe
     #: (``trackers.damon.CHUNK_RULES``; synthetic traces ignore it).
     chunk_rule: str = damon.DEFAULT_CHUNK_RULE
+    #: How many of a recorded interval's DAMON snapshots one read of the
+    #: tracker covers, back from the interval's end (``tracefile.
+    #: RecordedTrace``): 1 is the recording's own aggregation interval,
+    #: ``'interval'`` one as long as the interval (synthetic traces
+    #: ignore it).
+    tracker_window: object = 1
 
     def __post_init__(self):
+        self.tracker_window = tracefile.check_window(self.tracker_window)
         if self.chunk_rule not in damon.CHUNK_RULES:
             raise ValueError('chunk_rule must be one of %s, got %r'
                              % (', '.join(damon.CHUNK_RULES),
@@ -156,7 +163,8 @@ class Host:
         for spec in guests:
             if spec.trace_file is not None:
                 trace = tracefile.RecordedTrace(
-                    spec.trace_file, config.chunk_size, config.chunk_rule)
+                    spec.trace_file, config.chunk_size, config.chunk_rule,
+                    config.tracker_window)
                 if config.intervals > trace.intervals:
                     raise ValueError(
                         'guest %s: %s holds %d intervals, fewer than the '

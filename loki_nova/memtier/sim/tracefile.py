@@ -40,7 +40,13 @@ chunks, as a guest's RAM is), and per interval gives:
 * ``samples`` -- what a policy observes, as the agent's DAMON tracker
   would report it: its rule (``bytes`` or ``hottest``, see
   ``trackers.damon.regions_to_chunks``) applied to the interval's *last*
-  snapshot only, because the agent reads DAMON once per interval.
+  ``window`` snapshots.  The agent reads DAMON once per interval, and one
+  read reports one aggregation interval; with ``window`` 1 (the default)
+  the tracker's aggregation is the recording's, with ``window`` k one
+  k times as long, ending at the interval's end (as many as the interval
+  holds at most: ``WINDOW_INTERVAL``).  ``bytes`` over k snapshots is the
+  chunk's mean ``nr_accesses`` over all of them; ``hottest`` the mean of
+  each snapshot's hottest overlapping region.
 
 Chunks that are neither present at either end of the recording nor ever
 accessed during it hold no memory and are left out; the others make the
@@ -63,6 +69,9 @@ VERSION = 1
 PAGE = damon.PAGE
 #: Keys every metadata record carries (others are kept as they come).
 META_KEYS = ('sample_us', 'aggr_us', 'interval_s', 'chunk_size')
+#: ``RecordedTrace``'s ``window`` for a tracker that sees every snapshot
+#: of the interval (an aggregation interval as long as the interval).
+WINDOW_INTERVAL = 'interval'
 
 
 class TraceFileError(ValueError):
@@ -362,9 +371,13 @@ class RecordedTrace:
     :param chunk_size: bytes (default: the recording's).
     :param rule: how the observing tracker turns regions into chunk
         values (``damon.CHUNK_RULES``).
+    :param window: how many of an interval's snapshots, counted back from
+        its end, one read of the tracker covers: a whole number >= 1 or
+        ``WINDOW_INTERVAL`` (all); an interval with fewer snapshots gives
+        all it has.
     """
 
-    def __init__(self, recording, chunk_size=None, rule=None):
+    def __init__(self, recording, chunk_size=None, rule=None, window=1):
         if isinstance(recording, (str, os.PathLike)):
             path = os.fspath(recording)
             recording = load(path)
@@ -377,6 +390,7 @@ class RecordedTrace:
         if self.rule not in damon.CHUNK_RULES:
             raise ValueError('chunk rule must be one of %s, got %r'
                              % (', '.join(damon.CHUNK_RULES), self.rule))
+        self.window = check_window(window)
         self.chunk_size = int(chunk_size or recording.meta['chunk_size'])
         self.interval_s = float(recording.meta['interval_s'])
         self.intervals = recording.intervals
@@ -417,9 +431,31 @@ class RecordedTrace:
 
     def samples(self, interval):
         """uint8[chunks]: what the DAMON tracker reports at the interval's
-        end, under ``rule``."""
+        end, under ``rule``, over the last ``window`` snapshots."""
         self._check(interval)
-        last = self.recording.snapshots_of(interval)[-1]
-        return damon.regions_to_chunks(
-            self.recording.snapshot(last)[:, :3], self.layout,
-            self.max_accesses, self.rule)
+        snapshots = self.recording.snapshots_of(interval)
+        if self.window != WINDOW_INTERVAL:
+            snapshots = snapshots[-self.window:]
+        regions = [self.recording.snapshot(k)[:, :3] for k in snapshots]
+        if self.rule == 'bytes':
+            # One aggregation k times as long: the counts of all k add up
+            # against k times the most one can count.
+            return damon.regions_to_chunks(
+                np.concatenate(regions), self.layout,
+                self.max_accesses * len(regions), self.rule)
+        values = [damon.regions_to_chunks(r, self.layout, self.max_accesses,
+                                          self.rule) for r in regions]
+        total = np.sum(values, axis=0, dtype=np.int64)
+        return (-(-total // len(values))).astype(np.uint8)
+
+
+def check_window(window):
+    """``window`` if it is a tracker window ``RecordedTrace`` takes, else a
+    ValueError naming what is valid."""
+    if window == WINDOW_INTERVAL:
+        return window
+    if isinstance(window, (int, np.integer)) and \
+            not isinstance(window, bool) and window >= 1:
+        return int(window)
+    raise ValueError('tracker window must be a whole number of snapshots '
+                     '>= 1 or %r, got %r' % (WINDOW_INTERVAL, window))
