@@ -45,10 +45,19 @@ see what loki sees (the tracker's samples of the intervals before), with
 no move cap and no hysteresis: the previous interval, the sum of all
 intervals before, and heats halved every 1, 2 or 4 intervals.
 
+Each recording is replayed once per tracker window (``--tracker-window``,
+default 1 and ``interval``; see ``sim.tracefile``): with 1 the tracker's
+one read per interval sees the interval's last DAMON snapshot (the
+recordings aggregate over 1 s of 6 s intervals), with ``interval`` all of
+them -- an agent whose ``damon_aggr_us`` is as long as its interval.  The
+JSON's ``recorded`` maps each window to ``traces`` (per trace and DRAM
+share, as above) and ``all_passed``.
+
 ``--compare-rules`` replays the recordings under both ways of turning
-DAMON regions into chunk values (loki's ratio to the oracle for each);
-``--hysteresis`` sets loki's hysteresis (default: the agent's), to compare
-values on both kinds of trace.
+DAMON regions into chunk values (loki's ratio to the oracle for each,
+with the first ``--tracker-window``); ``--hysteresis`` sets loki's
+hysteresis (default: the agent's), to compare values on both kinds of
+trace.
 """
 
 import argparse
@@ -198,14 +207,15 @@ def held_out(result, trace_path, chunk_rule=damon.DEFAULT_CHUNK_RULE,
     }
 
 
-def compare_rules(paths, params=None):
+def compare_rules(paths, params=None, window=1):
     report = {}
     for path in paths:
         rows = {}
         for share in DRAM_SHARES:
             rows['%g%%' % (share * 100)] = {
-                rule: round(replay(path, share, rule, params).policy(
-                    'loki').ratio_to_oracle, 4)
+                rule: round(replay(path, share, rule, params,
+                                   window).policy('loki').ratio_to_oracle,
+                            4)
                 for rule in damon.CHUNK_RULES}
         report[os.path.basename(path)] = rows
     return report
@@ -237,10 +247,10 @@ def _print_recorded(report):
 
 WINDOW_MEANINGS = {
     '1': 'each read sees the last DAMON aggregation interval of the '
-         'recording, as the agent with its aggregation that much shorter '
-         'than its interval',
-    tracefile.WINDOW_INTERVAL: 'each read sees the whole interval, as the '
-                               'agent with damon_aggr_us equal to its '
+         'recording: the agent with damon_aggr_us equal to the '
+         'recording\'s aggr_us',
+    tracefile.WINDOW_INTERVAL: 'each read sees the whole interval: the '
+                               'agent with damon_aggr_us as long as its '
                                'interval',
 }
 
@@ -249,8 +259,10 @@ def _window(text):
     try:
         return tracefile.check_window(
             text if text == tracefile.WINDOW_INTERVAL else int(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            'must be a whole number >= 1 or "%s", got %r'
+            % (tracefile.WINDOW_INTERVAL, text)) from None
 
 
 def main(argv=None):
@@ -282,7 +294,7 @@ def main(argv=None):
         RECORDED_DIR, '*.npz')))
     report = {}
     if args.compare_rules:
-        report['chunk_rules'] = compare_rules(paths, params)
+        report['chunk_rules'] = compare_rules(paths, params, windows[0])
     else:
         if not args.no_synthetic:
             report['synthetic'] = run(args.trace or TRACES,

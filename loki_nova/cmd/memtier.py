@@ -159,7 +159,8 @@ def _add_simulate(subparsers):
                              'tracker covers, back from the interval\'s '
                              'end -- 1 (default) is the recording\'s '
                              'aggregation interval, "interval" one as long '
-                             'as the interval')
+                             'as the interval (synthetic traces have their '
+                             'own sampling model, --samples)')
     parser.add_argument('--samples', type=int, default=20,
                         help='access checks per interval (default 20)')
     parser.add_argument('--detection', type=_fraction('--detection'),

@@ -541,6 +541,7 @@ class Agent:
                  for k, m in self.guests.items()}
         observed = {}
         measure0 = time.monotonic()
+        measured = len(self.guests)
         for key, m in list(self.guests.items()):
             self._doing('measuring guest %s' % key)
             try:
@@ -554,7 +555,7 @@ class Agent:
                 LOG.exception('guest %s: sampling failed', key)
                 stats[key].error = str(exc)
         measure_s = time.monotonic() - measure0
-        self._check_measure_time(len(self.guests), measure_s)
+        self._check_measure_time(measured, measure_s)
         with self._lock:
             # (one made since _publish_floors waits for the next interval,
             # which admits it against the floors)
@@ -608,13 +609,14 @@ class Agent:
         return report
 
     def _check_measure_time(self, guests, seconds):
-        """Warn when measuring the guests takes more than half the
-        interval, once for each number of guests it happens with (and
-        again after it has stopped happening)."""
+        """Warn when measuring ``guests`` guests took more than half the
+        interval: once while it goes on with as many or fewer guests, and
+        again when it happens with more, or after it had stopped."""
         if seconds <= self.conf.interval * MEASURE_SHARE_WARN:
             self._slow_measure_guests = None
             return
-        if self._slow_measure_guests == guests:
+        if self._slow_measure_guests is not None and \
+                guests <= self._slow_measure_guests:
             return
         self._slow_measure_guests = guests
         if self.tracker.name == 'damon':

@@ -231,6 +231,32 @@ def test_a_longer_tracker_window_sees_more_of_the_interval():
         == [0, 3, 6, 0]
 
 
+def test_each_tracker_window_reads_its_own_snapshots():
+    """One interval of three snapshots over two chunks: windows 1, 2 and
+    the whole interval each see something else, and means are rounded
+    up."""
+    rec = tracefile.from_snapshots(
+        [(0, 1.0, [region(0, 2, 20), region(2, 4, 0)]),
+         (0, 2.0, [region(0, 2, 0), region(2, 4, 10)]),
+         # Chunk 1: one hot 256 KiB region.
+         (0, 3.0, [region(0, 2, 5), region(2, 2.25, 20),
+                   region(2.25, 4, 0)])],
+        [(BASE, BASE + 4 * MiB)], META,
+        present_start=[(BASE, BASE + 4 * MiB)])
+    expected = {
+        # bytes: chunk 1 in the last snapshot is 20 on 64 of 512 pages.
+        ('bytes', 1): [5, 3],
+        ('bytes', 2): [3, 7],             # 2.5 and 6.25, rounded up
+        ('bytes', 'interval'): [9, 5],    # 25 / 3 and 12.5 / 3
+        ('hottest', 1): [5, 20],
+        ('hottest', 2): [3, 15],          # (0 + 5) / 2, (10 + 20) / 2
+        ('hottest', 'interval'): [9, 10],
+    }
+    for (rule, window), values in expected.items():
+        trace = tracefile.RecordedTrace(rec, rule=rule, window=window)
+        assert trace.samples(0).tolist() == values, (rule, window)
+
+
 @pytest.mark.parametrize('window', [0, -1, 1.5, '2', 'all', True, None])
 def test_a_tracker_window_that_is_not_a_count_is_refused(window):
     with pytest.raises(ValueError, match="whole number of snapshots >= 1 "

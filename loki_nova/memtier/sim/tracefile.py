@@ -45,8 +45,10 @@ chunks, as a guest's RAM is), and per interval gives:
   the tracker's aggregation is the recording's, with ``window`` k one
   k times as long, ending at the interval's end (as many as the interval
   holds at most: ``WINDOW_INTERVAL``).  ``bytes`` over k snapshots is the
-  chunk's mean ``nr_accesses`` over all of them; ``hottest`` the mean of
-  each snapshot's hottest overlapping region.
+  chunk's mean ``nr_accesses`` over all of them, what one aggregation k
+  times as long would count; ``hottest`` the mean of each snapshot's
+  hottest overlapping region (rounded up), which is at least what one
+  longer aggregation would report for its hottest region.
 
 Chunks that are neither present at either end of the recording nor ever
 accessed during it hold no memory and are left out; the others make the
