@@ -164,11 +164,12 @@ memtier_opts = [
              'interval), scaled to 0-20; a guest whose working set is not '
              'touched again within one aggregation interval looks colder '
              'than it is. Longer intervals see more, at the cost of a '
-             'longer wait per guest each agent interval: a read returns '
-             'after 1 to 3 aggregation intervals (measured on a 6.12 '
-             'kernel), and the kernel takes one read at a time, so the '
-             'guests\' reads add up (the agent warns when they take more '
-             'than half its interval). Default 100000 (100 ms).'),
+             'longer wait per guest each agent interval: a read waits '
+             'for the end of an aggregation, up to about 3 aggregation '
+             'intervals (measured on a 6.12 kernel), and the kernel '
+             'takes one read at a time, so the guests\' reads add up '
+             '(the agent warns when they take more than half its '
+             'interval). Default 100000 (100 ms).'),
     cfg.DictOpt(
         'node_tiers',
         default={},

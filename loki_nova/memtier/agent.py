@@ -622,8 +622,8 @@ class Agent:
         if self.tracker.name == 'damon':
             why = (' Each read of a guest\'s DAMON regions waits for the '
                    'end of a DAMON aggregation interval (%d us; in the '
-                   'sandbox kernel 1.1-2.7 of them), and the kernel serves '
-                   'one read at a time, so this grows with the guests: '
+                   'sandbox kernel up to about 3 of them), and the kernel '
+                   'serves one read at a time, so this grows with the guests: '
                    'raise [memtier] interval or lower damon_aggr_us.'
                    % self.conf.damon_aggr_us)
         else:

@@ -106,10 +106,14 @@ def test_damon_sees_the_hot_region_hotter_than_the_cold(tmp_path):
 def test_damon_reads_wait_for_an_aggregation_and_run_one_at_a_time(
         tmp_path):
     """What the agent's timing rests on (and its warning about slow
-    measuring says): a read of a guest's regions returns only after at
-    least one aggregation interval, and the kernel takes one read at a
-    time across all kdamonds -- a second one meanwhile is refused with
-    EBUSY, so reads of several guests add up."""
+    measuring says): a read of a guest's regions waits for the kdamond
+    to end an aggregation (not a copy of cached counts), and the kernel
+    takes one read at a time across all kdamonds -- a second one
+    meanwhile is refused with EBUSY, so reads of several guests add up.
+
+    One read may take a little less than an aggregation interval (CI:
+    0.28 s at 300 ms, the wait ends at the kdamond's next boundary), so
+    the bound is on the three reads together."""
     aggr_us = 300000
     with workloads.Workload('--size-mb', 16, '--hot-mb', 4) as a, \
             workloads.Workload('--size-mb', 16, '--hot-mb', 4) as b:
@@ -118,10 +122,11 @@ def test_damon_reads_wait_for_an_aggregation_and_run_one_at_a_time(
                                aggr_us=aggr_us)
         try:
             t.update({'a': (ga, None), 'b': (gb, None)})
+            started = time.monotonic()
             for g in (ga, gb, ga):
-                started = time.monotonic()
                 assert len(t.regions(g)) >= 1
-                assert time.monotonic() - started >= aggr_us / 1e6 * 0.95
+            assert time.monotonic() - started >= aggr_us / 1e6, \
+                'three reads returned within one aggregation interval'
 
             def both_at_once():
                 results = {}
@@ -146,7 +151,7 @@ def test_damon_reads_wait_for_an_aggregation_and_run_one_at_a_time(
                 assert not any(th.is_alive() for th in threads)
                 return results['a'], results['b']
 
-            # Released together, each read taking >= 0.3 s, the two
+            # Released together, each read taking about 0.3 s, the two
             # overlap unless a thread was held up that long; a few tries.
             for _ in range(5):
                 (oa, sa, ea), (ob, sb, eb) = both_at_once()
