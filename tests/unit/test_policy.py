@@ -111,6 +111,21 @@ def test_contended_dram_is_shared_by_demand():
     assert arbiter.allocate(2000, 0, guests) == {'a': 1500, 'b': 500}
 
 
+def test_a_larger_reservation_takes_from_the_shares_never_adds():
+    """Wishes of 1, 3 and 3 MiB over 4 spare MiB get 0, 2 and 2; over 3,
+    handing the MiB lost to rounding to the largest remainders gave 1, 1
+    and 1 -- a guest's budget rose as a reservation grew.  Now one MiB
+    less takes one MiB from one guest."""
+    guests = [arbiter.GuestDemand(name, arbiter.ON_DEMAND, 0, 10, hot)
+              for name, hot in (('a', 1), ('b', 3), ('c', 3))]
+    assert arbiter.allocate(10, 0, guests, reserved_mb=6) == \
+        {'a': 0, 'b': 2, 'c': 2}
+    assert arbiter.allocate(10, 0, guests, reserved_mb=7) == \
+        {'a': 0, 'b': 2, 'c': 1}
+    assert arbiter.allocate(10, 0, guests, reserved_mb=8) == \
+        {'a': 0, 'b': 1, 'c': 1}
+
+
 def test_floors_that_do_not_fit_are_an_error_not_a_cut():
     guests = [arbiter.GuestDemand('a', arbiter.STATIC, 6000),
               arbiter.GuestDemand('b', arbiter.STATIC, 6000)]

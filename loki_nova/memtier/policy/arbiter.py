@@ -34,6 +34,8 @@ All quantities are integer MiB.
 """
 
 import dataclasses
+import fractions
+import heapq
 import logging
 
 LOG = logging.getLogger(__name__)
@@ -145,19 +147,40 @@ def allocate(capacity_mb, reserve_mb, guests, reserved_mb=0):
             budgets[name] += extra
         return budgets
 
-    # Not enough for every demand: shares proportional to demand, rounded
-    # down, and the MiB lost to rounding go to the largest remainders
-    # (ties by name, so the result does not depend on input order).
-    shares = {name: spare * extra // total_wanted
-              for name, extra in wanted.items()}
-    leftover = spare - sum(shares.values())
-    by_remainder = sorted(
-        wanted, key=lambda name: (-(spare * wanted[name] % total_wanted),
-                                  name))
-    for name in by_remainder[:leftover]:
-        shares[name] += 1
+    shares = _shares(spare, wanted)
     for name, share in shares.items():
         budgets[name] += share
     LOG.debug('DRAM contended: %d MiB spare for %d MiB of on-demand '
               'wishes; shares %s', spare, total_wanted, shares)
     return budgets
+
+
+def _shares(spare, wanted):
+    """Split ``spare`` MiB among ``wanted`` ({name: MiB}, more than
+    ``spare`` in all) in proportion to the wishes, in whole MiB.
+
+    Each MiB goes to the wish with the highest ``wanted / (MiB it already
+    has + 1)`` (the D'Hondt rule; on a tie, to the name that sorts
+    first).  So every
+    guest gets at least its exact share rounded down, and -- unlike
+    handing the MiB lost to rounding to the largest remainders -- less
+    spare never gives anyone more: the shares of ``spare`` are the first
+    ``spare`` MiB of one fixed order.  That keeps budgets falling as
+    pending reservations grow.
+    """
+    total = sum(wanted.values())
+    # The MiB whose quotient wanted/k is at least total/spare -- k up to
+    # the exact share rounded down -- are the first of the order, and
+    # there are at most spare of them: start there, then at most one
+    # more MiB for each wish.
+    shares = {name: spare * extra // total for name, extra in wanted.items()}
+    heap = [(-fractions.Fraction(extra, shares[name] + 1), name)
+            for name, extra in wanted.items() if shares[name] < extra]
+    heapq.heapify(heap)
+    for _ in range(spare - sum(shares.values())):
+        _, name = heapq.heappop(heap)
+        shares[name] += 1
+        if shares[name] < wanted[name]:
+            heapq.heappush(heap, (-fractions.Fraction(
+                wanted[name], shares[name] + 1), name))
+    return shares
