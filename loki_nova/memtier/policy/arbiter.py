@@ -160,19 +160,19 @@ def _shares(spare, wanted):
     ``spare`` in all) in proportion to the wishes, in whole MiB.
 
     Each MiB goes to the wish with the highest ``wanted / (MiB it already
-    has + 1)`` (the D'Hondt rule; on a tie, to the name that sorts
-    first).  So every
-    guest gets at least its exact share rounded down, and -- unlike
-    handing the MiB lost to rounding to the largest remainders -- less
-    spare never gives anyone more: the shares of ``spare`` are the first
-    ``spare`` MiB of one fixed order.  That keeps budgets falling as
-    pending reservations grow.
+    has + 1)`` (the D'Hondt rule; on a tie, to the name that sorts first).
+    Every guest gets at least its exact share rounded down, a large wish
+    perhaps a few MiB more than its exact share, and -- unlike handing the
+    MiB lost to rounding to the largest remainders -- less spare never
+    gives anyone more: the shares of ``spare`` are the first ``spare`` MiB
+    of one fixed order.  That keeps budgets falling as pending
+    reservations grow.
     """
     total = sum(wanted.values())
     # The MiB whose quotient wanted/k is at least total/spare -- k up to
     # the exact share rounded down -- are the first of the order, and
-    # there are at most spare of them: start there, then at most one
-    # more MiB for each wish.
+    # there are at most spare of them: start there; fewer MiB than there
+    # are wishes are left to hand out.
     shares = {name: spare * extra // total for name, extra in wanted.items()}
     heap = [(-fractions.Fraction(extra, shares[name] + 1), name)
             for name, extra in wanted.items() if shares[name] < extra]
