@@ -22,7 +22,11 @@ sandbox tests.  Paths are given relative to the root, e.g.
 
 Writes under ``sys/kernel/mm/damon`` are refused unless the ``KernelFS`` was
 made with ``allow_damon_writes=True``: only the DAMON tracker asks for that,
-and only after it has checked that no one else's kdamond exists.
+and only after it has checked that no one else's kdamond exists.  With
+``LOKI_NO_MACHINE_DAMON=1`` in the environment, writes into the machine's
+own ``/sys/kernel/mm/damon`` are refused even then (DAMON below another
+root stays writable): the test suite sets it wherever the machine's DAMON
+is not its own, that is everywhere but the sandbox guest.
 """
 
 import dataclasses
@@ -30,6 +34,8 @@ import errno
 import os
 
 DAMON_DIR = 'sys/kernel/mm/damon'
+#: Environment variable that forbids writes into the machine's DAMON.
+NO_MACHINE_DAMON_ENV = 'LOKI_NO_MACHINE_DAMON'
 
 
 class KernelFSError(OSError):
@@ -161,17 +167,25 @@ class KernelFS:
     def _refuse_damon_write(self, rel):
         """Raise unless writing ``rel`` is allowed: anything that resolves
         into a DAMON directory (ours below root, or the machine's) needs
-        ``allow_damon_writes``."""
-        if self.allow_damon_writes:
-            return
+        ``allow_damon_writes``, and the machine's is off limits under
+        ``LOKI_NO_MACHINE_DAMON=1``."""
         real = os.path.realpath(self.path(rel))
-        for damon in (os.path.realpath(self.path(DAMON_DIR)),
-                      '/' + DAMON_DIR):
-            if real == damon or real.startswith(damon + os.sep):
-                raise PermissionError(
-                    errno.EPERM, 'refusing to write %s: DAMON writes are '
-                    'only allowed to the DAMON tracker on a DAMON it owns'
-                    % self.path(rel))
+
+        def within(directory):
+            return real == directory or real.startswith(directory + os.sep)
+
+        machine = within('/' + DAMON_DIR)
+        if machine and os.environ.get(NO_MACHINE_DAMON_ENV) == '1':
+            raise PermissionError(
+                errno.EPERM, 'refusing to write %s: the machine\'s DAMON is '
+                'off limits here (%s=1)' % (self.path(rel),
+                                            NO_MACHINE_DAMON_ENV))
+        if not self.allow_damon_writes and (
+                machine or within(os.path.realpath(self.path(DAMON_DIR)))):
+            raise PermissionError(
+                errno.EPERM, 'refusing to write %s: DAMON writes are '
+                'only allowed to the DAMON tracker on a DAMON it owns'
+                % self.path(rel))
 
     def write_text(self, rel, value):
         self._refuse_damon_write(rel)

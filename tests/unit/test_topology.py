@@ -206,6 +206,27 @@ def test_kernfs_refuses_damon_writes_without_permission(tmp_path):
     assert not (damon.parent.parent / 'new').exists()
 
 
+def test_the_machines_damon_is_off_limits_to_the_test_suite(tmp_path):
+    # tests/conftest.py sets it for every test outside the sandbox guest.
+    assert os.environ.get(kernfs.NO_MACHINE_DAMON_ENV) == '1'
+    # Even the DAMON tracker's permission does not open the machine's DAMON
+    # (a name that does not exist: were the guard missing, the write would
+    # fail on its own, with another error, and change nothing).
+    machine = kernfs.KernelFS('/', allow_damon_writes=True)
+    for mode in ('wb', 'ab'):
+        with pytest.raises(PermissionError, match='off limits'):
+            machine.open('sys/kernel/mm/damon/loki-guard-probe', mode)
+    with pytest.raises(PermissionError, match='off limits'):
+        machine.write_text('sys/kernel/mm/damon/loki-guard-probe', 0)
+    # A DAMON tree below another root is the tracker's to write.
+    damon = tmp_path / 'sys/kernel/mm/damon/admin/kdamonds'
+    damon.mkdir(parents=True)
+    (damon / 'nr_kdamonds').write_text('1\n')
+    kernfs.KernelFS(str(tmp_path), allow_damon_writes=True).write_text(
+        'sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds', 0)
+    assert (damon / 'nr_kdamonds').read_text() == '0'
+
+
 def test_kernfs_errors_name_the_file(tmp_path):
     k = kernfs.KernelFS(str(tmp_path))
     with pytest.raises(kernfs.KernelFSError, match='missing/file'):
