@@ -174,13 +174,15 @@ def _shares(spare, wanted):
     # there are at most spare of them: start there; fewer MiB than there
     # are wishes are left to hand out.
     shares = {name: spare * extra // total for name, extra in wanted.items()}
-    heap = [(-fractions.Fraction(extra, shares[name] + 1), name)
-            for name, extra in wanted.items() if shares[name] < extra]
+
+    def next_mib(name):
+        return -fractions.Fraction(wanted[name], shares[name] + 1), name
+
+    heap = [next_mib(name) for name in wanted if shares[name] < wanted[name]]
     heapq.heapify(heap)
     for _ in range(spare - sum(shares.values())):
         _, name = heapq.heappop(heap)
         shares[name] += 1
         if shares[name] < wanted[name]:
-            heapq.heappush(heap, (-fractions.Fraction(
-                wanted[name], shares[name] + 1), name))
+            heapq.heappush(heap, next_mib(name))
     return shares
