@@ -170,6 +170,34 @@ memtier_opts = [
              'takes one read at a time, so the guests\' reads add up '
              '(the agent warns when they take more than half its '
              'interval). Default 100000 (100 ms).'),
+    cfg.StrOpt(
+        'damon_source',
+        default='tried_regions',
+        choices=[('tried_regions', 'each agent interval asks every '
+                                   'guest\'s kdamond for its regions of the '
+                                   'last aggregation interval'),
+                 ('trace', 'every aggregation since the last agent '
+                           'interval, from DAMON\'s damon_aggregated trace '
+                           'event in a tracing instance of the agent\'s own '
+                           '(needs tracefs mounted)')],
+        help='DAMON tracker: where each agent interval\'s regions come '
+             'from. tried_regions sees the last aggregation interval of '
+             'each agent interval (100 ms of 5 s by default), and its '
+             'reads wait for the kdamond and queue behind each other. '
+             'trace sees every aggregation of the interval, and a read '
+             'waits for nothing (one at the start); the agent falls back '
+             'to tried_regions, with a warning, when the kernel\'s tracefs '
+             'is not mounted or has no DAMON events. Default '
+             'tried_regions.'),
+    cfg.IntOpt(
+        'damon_trace_buffer_kb',
+        default=1024,
+        min=4,
+        help='DAMON tracker with damon_source = trace: the tracing '
+             'instance\'s ring buffer per CPU, in KiB. It must hold the '
+             'events of one agent interval (about 56 bytes per DAMON '
+             'region per aggregation, for all guests); when it overflows '
+             'the oldest are lost and the agent warns. Default 1024.'),
     cfg.DictOpt(
         'node_tiers',
         default={},

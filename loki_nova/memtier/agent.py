@@ -262,7 +262,9 @@ class Agent:
             conf.tracker, self.kfs, damon={
                 'state_dir': conf.state_dir,
                 'sample_us': conf.damon_sample_us,
-                'aggr_us': conf.damon_aggr_us})
+                'aggr_us': conf.damon_aggr_us,
+                'source': conf.damon_source,
+                'trace_buffer_kb': conf.damon_trace_buffer_kb})
         self.mover = mover or mover_mod.Mover(
             mover_mod.RateLimiter(conf.move_rate_mb_per_s * MiB,
                                   stop=self.stop),
@@ -619,12 +621,17 @@ class Agent:
                 guests <= self._slow_measure_guests:
             return
         self._slow_measure_guests = guests
-        if self.tracker.name == 'damon':
+        if getattr(self.tracker, 'damon_source', None) == 'trace':
+            why = (' DAMON\'s trace is read without waiting; the time went '
+                   'to turning regions into chunk values. Raise [memtier] '
+                   'interval.')
+        elif self.tracker.name == 'damon':
             why = (' Each read of a guest\'s DAMON regions waits for the '
                    'end of a DAMON aggregation interval (%d us; in the '
                    'sandbox kernel up to about 3 of them), and the kernel '
                    'serves one read at a time, so this grows with the guests: '
-                   'raise [memtier] interval or lower damon_aggr_us.'
+                   'set [memtier] damon_source = trace (reads that do not '
+                   'wait), raise interval or lower damon_aggr_us.'
                    % self.conf.damon_aggr_us)
         else:
             why = ' Raise [memtier] interval.'

@@ -20,15 +20,19 @@ static DRAM budget of 64 MiB.  Within a bounded number of the agent's
 intervals at least 90 % of the hot pages must be on node0 while the
 workload's node0 pages stay within the budget; then the hot region moves
 and the pages must follow; the memory's checksum must hold, and SIGTERM
-must stop the agent cleanly."""
+must stop the agent cleanly.  Once per DAMON source (``damon_source``):
+the tried regions of the last aggregation, and DAMON's trace event."""
 
+import os
 import time
 
 import numpy as np
+import pytest
 
 from loki_nova.memtier import kernfs
 from loki_nova.memtier import mover
 from loki_nova.memtier.trackers import damon
+from loki_nova.memtier.trackers import damontrace
 from tests import workloads
 from tests.sandbox import INSIDE_ONLY
 from tests.sandbox.agentproc import AgentProcess
@@ -71,7 +75,8 @@ def wait_for_tiering(agent, w, hot_offset_mb, history):
             time.sleep(0.05)
 
 
-def test_agent_keeps_the_hot_set_in_dram_and_follows_it(tmp_path):
+@pytest.mark.parametrize('source', damon.SOURCES)
+def test_agent_keeps_the_hot_set_in_dram_and_follows_it(tmp_path, source):
     history = []
     with workloads.Workload('--size-mb', 256, '--hot-mb', HOT_MB,
                             '--register-dir', tmp_path / 'guests',
@@ -82,7 +87,8 @@ def test_agent_keeps_the_hot_set_in_dram_and_follows_it(tmp_path):
         # nobody calls it here, the point is that serving RPC and tiering
         # go together in the real process).
         agent = AgentProcess(tmp_path, default={'transport_url': 'fake:/'},
-                             rpc_enabled=True, usage_interval=0)
+                             rpc_enabled=True, usage_interval=0,
+                             damon_source=source)
         try:
             first = wait_for_tiering(agent, w, 0, history)
             assert w.command('hot 160') == 'ok'
@@ -105,5 +111,11 @@ def test_agent_keeps_the_hot_set_in_dram_and_follows_it(tmp_path):
     assert 'Loading backend: eventlet' not in text
     assert 'stopped after' in text
     assert 'Traceback' not in text
+    assert ('from the damon_aggregated trace event' in text) == \
+        (source == 'trace')
+    assert 'reading each kdamond\'s tried regions instead' not in text
     assert kernfs.KernelFS().read_int(
         damon.KDAMONDS + '/nr_kdamonds') == 0
+    tracefs = kernfs.KernelFS().path(damontrace.TRACEFS[0])
+    assert not os.path.exists(os.path.join(
+        tracefs, 'instances', damontrace.DEFAULT_INSTANCE))

@@ -19,6 +19,7 @@ moves pages only of those."""
 
 import errno
 import os
+import select
 import threading
 import time
 
@@ -31,6 +32,7 @@ from loki_nova.memtier import mover
 from loki_nova.memtier import topology
 from loki_nova.memtier import trackers
 from loki_nova.memtier.trackers import damon
+from loki_nova.memtier.trackers import damontrace
 from loki_nova.memtier.trackers import idlepage
 from loki_nova.memtier.trackers import softdirty
 from tests import workloads
@@ -167,6 +169,71 @@ def test_damon_reads_wait_for_an_aggregation_and_run_one_at_a_time(
                 sorted(['ok', str(errno.EBUSY)]), (oa, ob)
         finally:
             t.close()
+
+
+def wait_for_aggregations(t, key, count, timeout=60):
+    """Until DAMON's trace has delivered ``count`` aggregations of the
+    guest ``key`` since its last sample (bounded)."""
+    pid = t._kdamonds[key]
+    deadline = time.monotonic() + timeout
+    while t._trace.pending(pid) < count:
+        assert time.monotonic() < deadline, \
+            'DAMON reported fewer than %d aggregations in %d s' % (
+                count, timeout)
+        select.select([], [], [], 0.05)
+
+
+def test_damon_trace_sees_the_whole_interval_tried_regions_only_its_end(
+        tmp_path):
+    """With source='trace' a sample covers every aggregation since the
+    last one: a hot spell that has ended before the read still shows,
+    where the tried regions (the last aggregation) show it cold.  The
+    tracing instance is the tracker's own and is gone after close."""
+    tracefs = damontrace.find_tracefs(KFS)
+    top_enable = KFS.read_text(tracefs + '/' + damontrace.EVENT + '/enable')
+    with workloads.Workload('--size-mb', 64, '--hot-mb', 16) as w:
+        g = as_guest(w)
+        layout = guest.ChunkLayout(g.ranges, CHUNK)
+        t = damon.DamonTracker(KFS, state_dir=str(tmp_path),
+                               source='trace')
+        assert t.damon_source == 'trace'
+        instance = t._trace.dir
+        assert os.path.isdir(instance)
+        try:
+            t.update({'w': (g, layout)})
+            # DAMON splits its regions over a few aggregations; until the
+            # first 16 MiB read hot over a whole sample (bounded).
+            for _ in range(60):
+                wait_for_aggregations(t, 'w', 5)
+                first = t.sample(g, layout)
+                if first[:8].min() > 2 * max(first[8:].max(), 1):
+                    break
+            else:
+                pytest.fail('DAMON never told the hot 16 MiB apart: %s'
+                            % first)
+            # A spell at 32-48 MiB, then back to 0-16 MiB for long
+            # enough that the last aggregations see only that.
+            assert w.command('hot 32') == 'ok'
+            wait_for_aggregations(t, 'w', 10)
+            assert w.command('hot 0') == 'ok'
+            # The previous spell's regions keep their counts for up to
+            # an aggregation; then a few more without them.
+            wait_for_aggregations(t, 'w', 16)
+            last = damon.regions_to_chunks(t.regions(g), layout,
+                                           t.max_accesses)
+            whole = t.sample(g, layout)
+            spell = slice(16, 24)
+            assert last[spell].max() == 0, last
+            # (DAMON's regions straddle the edges of the spell and of the
+            # hot part after it: chunks beside them read a little.)
+            never = max(whole[24:].mean(), 1)
+            assert whole[spell].mean() > 3 * never, whole
+            assert whole[:8].mean() > 2 * never, whole
+        finally:
+            t.close()
+        assert not os.path.exists(instance)
+        assert KFS.read_text(
+            tracefs + '/' + damontrace.EVENT + '/enable') == top_enable
 
 
 def test_damon_leaves_a_kdamond_it_did_not_create_and_auto_falls_back(

@@ -182,7 +182,15 @@ def test_measuring_that_takes_half_the_interval_is_warned_once(
     assert 'waits for the end of a DAMON aggregation interval (100000 ' \
         'us' in caplog.records[-1].getMessage()
     assert caplog.records[-1].getMessage().endswith(
-        'raise [memtier] interval or lower damon_aggr_us.')
+        'set [memtier] damon_source = trace (reads that do not wait), '
+        'raise interval or lower damon_aggr_us.')
+    # Reading DAMON's trace waits for nothing: the advice differs.
+    traced = make_agent(make_conf(tmp_path, interval=5.0), source)
+    traced.tracker.name, traced.tracker.damon_source = 'damon', 'trace'
+    traced.run_interval()
+    message = caplog.records[-1].getMessage()
+    assert 'read without waiting' in message and \
+        message.endswith('Raise [memtier] interval.')
 
 
 def run_service(tmp_path, conf_text):

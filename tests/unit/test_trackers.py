@@ -24,6 +24,7 @@ from loki_nova.memtier import guest
 from loki_nova.memtier import kernfs
 from loki_nova.memtier import trackers
 from loki_nova.memtier.trackers import damon
+from loki_nova.memtier.trackers import damontrace
 from loki_nova.memtier.trackers import idlepage
 from loki_nova.memtier.trackers import pagemap
 from loki_nova.memtier.trackers import softdirty
@@ -204,6 +205,84 @@ def test_damon_regions_map_onto_chunks_weighted_by_bytes():
     assert hottest[3] == hottest[1] == 20
     with pytest.raises(ValueError, match='rule must be one of'):
         damon.regions_to_chunks(regions, layout, 20, rule='max')
+
+
+def test_damon_regions_of_several_aggregations_give_their_mean():
+    """The trace source hands over the regions of many aggregations
+    together: each chunk's value is its mean over them."""
+    g = make_guest(4 * 512)
+    layout = guest.ChunkLayout(g.ranges, 2 << 20)
+    mb = 1 << 20
+    first = [[BASE, BASE + 8 * mb, 20]]
+    second = [[BASE, BASE + 2 * mb, 20], [BASE + 2 * mb, BASE + 8 * mb, 0]]
+    both = np.array(first + second, dtype=np.uint64)
+    out = damon.regions_to_chunks(both, layout, 20, aggregations=2)
+    assert out.tolist() == [20, 10, 10, 10]
+    assert damon.regions_to_chunks(both, layout, 20).tolist() == \
+        [20, 20, 20, 20]          # as if one aggregation: clipped
+    for bad in (0, 1.5, -1):
+        with pytest.raises(ValueError, match='aggregations must be'):
+            damon.regions_to_chunks(both, layout, 20, aggregations=bad)
+    with pytest.raises(ValueError, match="1 for rule 'hottest'"):
+        damon.regions_to_chunks(both, layout, 20, 'hottest', 2)
+
+
+TRACE_TEXT = b"""\
+       kdamond.0-172     [000] .....    35.101: damon_aggregated: \
+target_id=0 nr_regions=3 4096-8192: 5 1
+       kdamond.0-172     [000] .....    35.101: damon_aggregated: \
+target_id=0 nr_regions=3 8192-16384: 0 4
+       kdamond.0-172     [000] .....    35.101: damon_aggregated: \
+target_id=0 nr_regions=3 16384-20480: 20 0
+  kdamond.my-pal-99      [001] .....    35.150: damon_aggregated: \
+target_id=0 nr_regions=1 4096-8192: 7 0
+       kdamond.1-173     [001] d..1.    35.160: damon_aggregated: \
+target_id=0 nr_regions=2 4096-12288: 1 0
+       kdamond.0-172     [000] .....    35.201: damon_aggregated: \
+target_id=0 nr_regions=2 4096-12288: 3 2
+"""
+
+
+def test_damon_trace_lines_are_parsed_per_kdamond():
+    text = TRACE_TEXT
+    out = damontrace.parse(text, {172, 173})
+    assert set(out) == {172, 173}           # 99 is not watched
+    regions, aggregations = out[172]
+    assert regions.tolist() == [[4096, 8192, 5], [8192, 16384, 0],
+                                [16384, 20480, 20], [4096, 12288, 3]]
+    # three events of one aggregation of 3 regions, one of one of 2
+    assert aggregations == pytest.approx(1.5)
+    regions, aggregations = out[173]
+    assert regions.tolist() == [[4096, 12288, 1]]
+    assert aggregations == pytest.approx(0.5)
+    assert damontrace.parse(text, {99})[99][0].tolist() == \
+        [[4096, 8192, 7]]
+    assert damontrace.parse(b'', {172}) == {}
+
+
+def test_damon_trace_needs_tracefs_with_the_damon_event(tmp_path):
+    kfs = kernfs.KernelFS(str(tmp_path))
+    with pytest.raises(damontrace.TraceUnavailable, match='not mounted'):
+        damontrace.find_tracefs(kfs)
+    (tmp_path / 'sys/kernel/tracing/instances').mkdir(parents=True)
+    with pytest.raises(damontrace.TraceUnavailable,
+                       match='without DAMON.s trace events'):
+        damontrace.find_tracefs(kfs)
+    (tmp_path / 'sys/kernel/tracing' / damontrace.EVENT).mkdir(
+        parents=True)
+    assert damontrace.find_tracefs(kfs) == 'sys/kernel/tracing'
+
+
+def test_damon_source_and_rule_are_checked_before_anything(tmp_path):
+    damon_tree(tmp_path, 0)
+    before = snapshot(tmp_path)
+    kfs = kernfs.KernelFS(str(tmp_path))
+    with pytest.raises(ValueError, match='source must be one of '
+                                         'tried_regions, trace'):
+        damon.DamonTracker(kfs, source='perf')
+    with pytest.raises(ValueError, match='chunk_rule "bytes" only'):
+        damon.DamonTracker(kfs, source='trace', chunk_rule='hottest')
+    assert snapshot(tmp_path) == before
 
 
 def test_weighted_accesses_match_a_page_by_page_count():

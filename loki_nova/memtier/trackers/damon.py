@@ -20,8 +20,14 @@ region; each sample asks the kdamond to refresh the scheme's tried regions
 (``update_schemes_tried_regions``) and reads their start, end and
 ``nr_accesses``: the sampled access checks that found the region accessed
 in the last aggregation interval (sample 5 ms, aggregation 100 ms, so 0 to
-20).  How regions become one value per chunk is ``chunk_rule``: ``bytes``
-(the default) weighs each overlapping region by the bytes of the chunk it
+20).  With ``source='trace'`` a sample instead takes every aggregation the
+guest's kdamond reported since the previous sample, from DAMON's
+``damon_aggregated`` trace event (``damontrace``): the mean over all of
+them, so it sees the whole interval, not its last 100 ms, and no read
+waits for a kdamond or for another guest's read.  The tried-regions
+scheme stays configured either way (``loki-memtier record`` reads it).
+How regions become one value per chunk is ``chunk_rule``: ``bytes`` (the
+default) weighs each overlapping region by the bytes of the chunk it
 covers, ``hottest`` takes the hottest overlapping region; see
 ``regions_to_chunks``.
 
@@ -49,6 +55,7 @@ import numpy as np
 
 from loki_nova.memtier import kernfs as kernfs_mod
 from loki_nova.memtier import trackers
+from loki_nova.memtier.trackers import damontrace
 
 LOG = logging.getLogger(__name__)
 
@@ -66,6 +73,12 @@ DEFAULT_CHUNK_RULE = 'bytes'
 REGION_FIELDS = ('start', 'end', 'nr_accesses')
 #: ... and what a recording keeps (``loki-memtier record``).
 REGION_FIELDS_WITH_AGE = REGION_FIELDS + ('age',)
+#: Where a sample's regions come from: ``tried_regions`` asks each
+#: kdamond for its regions of the last aggregation interval; ``trace``
+#: takes every aggregation since the last sample from DAMON's trace event
+#: (``damontrace``).
+SOURCES = ('tried_regions', 'trace')
+DEFAULT_SOURCE = 'tried_regions'
 
 
 class DamonTracker(trackers.Tracker):
@@ -73,10 +86,18 @@ class DamonTracker(trackers.Tracker):
 
     def __init__(self, kfs, state_dir=None, sample_us=5000, aggr_us=100000,
                  update_us=1000000, min_regions=10, max_regions=1000,
-                 chunk_rule=DEFAULT_CHUNK_RULE):
+                 chunk_rule=DEFAULT_CHUNK_RULE, source=DEFAULT_SOURCE,
+                 trace_buffer_kb=1024):
         if chunk_rule not in CHUNK_RULES:
             raise ValueError('chunk_rule must be one of %s, got %r'
                              % (', '.join(CHUNK_RULES), chunk_rule))
+        if source not in SOURCES:
+            raise ValueError('source must be one of %s, got %r'
+                             % (', '.join(SOURCES), source))
+        if source == 'trace' and chunk_rule != 'bytes':
+            raise ValueError('the trace source sums the regions of many '
+                             'aggregations and takes chunk_rule "bytes" '
+                             'only, got %r' % (chunk_rule,))
         if not kfs.exists(KDAMONDS + '/nr_kdamonds'):
             raise trackers.TrackerUnavailable(
                 'the kernel has no DAMON sysfs interface (%s is missing; '
@@ -110,9 +131,28 @@ class DamonTracker(trackers.Tracker):
         self.max_accesses = max(1, aggr_us // sample_us)
         self._slots = {}      # key -> kdamond index
         self._pids = {}       # key -> pid
+        self._kdamonds = {}   # key -> the kdamond's pid
+        self._trace = None
+        #: key -> seconds of DAMON's monitoring the guest's last sample
+        #: covers (aggregation intervals times their length).
+        self.covered_s = {}
         self._stop_all(existing)
         self._set_count(0)
         self._probe_vaddr()
+        self.damon_source = 'tried_regions'
+        if source == 'trace':
+            try:
+                self._trace = damontrace.TraceStream(
+                    self.kfs, buffer_kb=trace_buffer_kb)
+                self.damon_source = 'trace'
+                LOG.info('DAMON: samples take every aggregation since the '
+                         'last, from the damon_aggregated trace event '
+                         '(tracing instance %s, %d KiB per CPU)',
+                         self._trace.dir, trace_buffer_kb)
+            except damontrace.TraceUnavailable as exc:
+                LOG.warning('DAMON: cannot read DAMON\'s trace events (%s); '
+                            'reading each kdamond\'s tried regions instead, '
+                            'one aggregation interval per sample', exc)
 
     # -- ownership --------------------------------------------------------
 
@@ -217,6 +257,11 @@ class DamonTracker(trackers.Tracker):
         if failed:
             LOG.warning('DAMON could not start monitoring %s',
                         ', '.join(failed))
+        if self._trace is not None:
+            self._kdamonds = {
+                key: self.kfs.read_int(self._k(i, 'pid'))
+                for key, i in self._slots.items()}
+            self._trace.watch(p for p in self._kdamonds.values() if p > 0)
 
     # -- sampling -------------------------------------------------------
 
@@ -252,14 +297,31 @@ class DamonTracker(trackers.Tracker):
         return self._read_regions(i, fields)
 
     def sample(self, guest, layout):
-        return regions_to_chunks(self.regions(guest), layout,
-                                 self.max_accesses, self.chunk_rule)
+        if self._trace is None:
+            regions = self.regions(guest)
+            self.covered_s[guest.key] = self.attrs['aggr_us'] / 1e6
+            return regions_to_chunks(regions, layout, self.max_accesses,
+                                     self.chunk_rule)
+        pid = self._kdamonds.get(guest.key, -1)
+        if pid <= 0:
+            raise KeyError('guest %s is not monitored by DAMON' % guest.key)
+        # Nothing yet only right after the kdamond started: wait for one
+        # aggregation (it ends within about two of them).
+        regions, aggregations = self._trace.take(
+            pid, wait_s=3 * self.attrs['aggr_us'] / 1e6)
+        self._trace.check_lost()
+        self.covered_s[guest.key] = aggregations * self.attrs['aggr_us'] / 1e6
+        return regions_to_chunks(regions, layout, self.max_accesses,
+                                 'bytes', max(1, round(aggregations)))
 
     def forget(self, key):
         # The kdamond is reconfigured by the next update().
-        pass
+        self.covered_s.pop(key, None)
 
     def close(self):
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
         if self._slots:
             self._stop_all(len(self._slots))
         self._set_count(0)
@@ -332,21 +394,26 @@ def _ramp(points, value, x):
 
 
 def regions_to_chunks(regions, layout, max_accesses,
-                      rule=DEFAULT_CHUNK_RULE):
+                      rule=DEFAULT_CHUNK_RULE, aggregations=1):
     """DAMON regions (start, end, nr_accesses rows) -> per-chunk samples on
     the 0..SAMPLE_SCALE scale.
 
     ``bytes``: the chunk's mean ``nr_accesses`` over its bytes (bytes no
-    region covers count as not accessed), rounded up, so that any access
-    counts at least 1.  ``hottest``: the hottest region overlapping the
-    chunk.  DAMON regions are often smaller than a 2 MiB chunk; the
-    hottest region ranks a chunk with one hot 4 KiB page as high as a
-    chunk hot all through, which on recorded workloads lost the ranking
-    the classifier needs (see ``loki-memtier record``).
+    region covers count as not accessed) and over ``aggregations``
+    aggregation intervals whose regions ``regions`` holds together,
+    rounded up, so that any access counts at least 1.  ``hottest``: the
+    hottest region overlapping the chunk.  DAMON regions are often smaller
+    than a 2 MiB chunk; the hottest region ranks a chunk with one hot 4 KiB
+    page as high as a chunk hot all through, which on recorded workloads
+    lost the ranking the classifier needs (see ``loki-memtier record``).
     """
     if rule not in CHUNK_RULES:
         raise ValueError('rule must be one of %s, got %r'
                          % (', '.join(CHUNK_RULES), rule))
+    if not isinstance(aggregations, (int, np.integer)) or aggregations < 1 \
+            or (rule != 'bytes' and aggregations != 1):
+        raise ValueError('aggregations must be a whole number >= 1 (and 1 '
+                         'for rule %r), got %r' % (rule, aggregations))
     out = np.zeros(len(layout), dtype=np.uint8)
     if not len(regions) or not len(layout):
         return out
@@ -354,7 +421,7 @@ def regions_to_chunks(regions, layout, max_accesses,
     if rule == 'bytes':
         weighted = weighted_accesses(regions, layout)
         pages = (layout.sizes // np.uint64(PAGE)).astype(np.int64)
-        denominator = np.maximum(pages, 1) * max_accesses
+        denominator = np.maximum(pages, 1) * max_accesses * aggregations
         scaled = -(-weighted * trackers.SAMPLE_SCALE // denominator)
         return np.minimum(scaled, trackers.SAMPLE_SCALE).astype(np.uint8)
     value = np.minimum(regions[:, 2] * trackers.SAMPLE_SCALE // max_accesses,

@@ -1,0 +1,269 @@
+# Copyright 2026 The loki-nova developers
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Every DAMON aggregation of the agent's kdamonds, through tracefs.
+
+At the end of each aggregation interval a kdamond emits the trace event
+``damon:damon_aggregated`` once per region (target, number of regions,
+start, end, ``nr_accesses``, age), whether or not anyone asked.  This
+stream collects those events in a tracing instance of its own
+(``/sys/kernel/tracing/instances/<name>``: its own ring buffer, its own
+event switches and filter, so the machine's other tracing is not touched),
+filtered to the agent's kdamonds by their pids, and hands each kdamond's
+regions out per read: everything that kdamond reported since the previous
+read.  Unlike asking a kdamond for its ``tried_regions`` (one aggregation
+interval, a read that waits for the next one and takes the kernel's DAMON
+lock, so guests' reads queue behind each other), a read here costs no
+wait and covers the whole time since the last one.
+
+Events are read from the instance's ``trace_pipe`` without blocking; the
+ring buffer (``buffer_kb`` per CPU) holds what arrives between two reads,
+and when it overflows the oldest events are lost -- the reads then cover
+the most recent part of the interval, and ``lost()`` counts the events.
+"""
+
+import errno
+import logging
+import os
+import re
+import select
+import time
+
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+
+#: Where tracefs is mounted, tried in order (relative to the KernelFS root).
+TRACEFS = ('sys/kernel/tracing', 'sys/kernel/debug/tracing')
+EVENT = 'events/damon/damon_aggregated'
+DEFAULT_INSTANCE = 'loki-memtier-damon'
+#: One line of the event in ``trace_pipe``: the task's pid (after the
+#: last '-' of "comm-pid", before the CPU), then the event's fields.
+_LINE = re.compile(
+    rb'-(\d+) +\[\d+\][^\n]*?damon_aggregated: target_id=\d+ '
+    rb'nr_regions=(\d+) (\d+)-(\d+): (\d+) \d+')
+
+
+class TraceUnavailable(Exception):
+    """The kernel or its tracefs cannot give DAMON's trace events."""
+
+
+def find_tracefs(kfs):
+    """The KernelFS-relative tracefs directory that has DAMON's
+    ``damon_aggregated`` event, or TraceUnavailable saying why not."""
+    for rel in TRACEFS:
+        if kfs.exists(rel + '/instances'):
+            if kfs.exists(rel + '/' + EVENT):
+                return rel
+            raise TraceUnavailable(
+                '%s has no %s event (the kernel is built without DAMON\'s '
+                'trace events)' % (kfs.path(rel), EVENT))
+    raise TraceUnavailable(
+        'tracefs is not mounted (looked for %s; mount it with "mount -t '
+        'tracefs tracefs /sys/kernel/tracing")'
+        % ', '.join(kfs.path(r) for r in TRACEFS))
+
+
+def parse(text, pids):
+    """Events in ``text`` (whole lines of ``trace_pipe``) of the kdamonds
+    ``pids``: {pid: (uint64 rows of start, end, nr_accesses, aggregations
+    covered)}.  A kdamond emits one event per region at the end of each
+    aggregation, so its events there add up to one aggregation: each event
+    counts ``1 / nr_regions``."""
+    rows = {}
+    for m in _LINE.finditer(text):
+        pid = int(m.group(1))
+        if pid in pids:
+            rows.setdefault(pid, []).append(m.groups()[1:])
+    out = {}
+    for pid, found in rows.items():
+        table = np.array(found, dtype=np.uint64)
+        aggregations = float(np.sum(1.0 / np.maximum(table[:, 0], 1)))
+        out[pid] = (table[:, 1:4], aggregations)
+    return out
+
+
+class Accumulated:
+    """What one kdamond reported since the last read."""
+
+    def __init__(self):
+        self.parts = []
+        self.aggregations = 0.0
+
+    def add(self, regions, aggregations):
+        self.parts.append(regions)
+        self.aggregations += aggregations
+
+    def regions(self):
+        if not self.parts:
+            return np.zeros((0, 3), dtype=np.uint64)
+        return np.concatenate(self.parts)
+
+
+class TraceStream:
+    """DAMON's aggregations for a set of kdamond pids (see the module
+    docstring).  ``kfs`` must be able to write (the agent's, as root)."""
+
+    def __init__(self, kfs, name=DEFAULT_INSTANCE, buffer_kb=1024):
+        if buffer_kb < 4:
+            raise ValueError('the trace buffer must be at least 4 KiB per '
+                             'CPU, got %r' % (buffer_kb,))
+        self.kfs = kfs
+        self.tracefs = find_tracefs(kfs)
+        self.dir = kfs.path('%s/instances/%s' % (self.tracefs, name))
+        self.name = name
+        if os.path.isdir(self.dir):
+            # Left by an agent that did not stop cleanly: the name is this
+            # agent's, and an instance holds nothing but its buffer.
+            LOG.info('DAMON trace: removing the tracing instance %s left '
+                     'from before', self.dir)
+            self._remove()
+        try:
+            os.mkdir(self.dir)
+        except OSError as exc:
+            raise TraceUnavailable('cannot create the tracing instance %s: '
+                                   '%s' % (self.dir, exc)) from None
+        self._fd = None
+        self._pids = frozenset()
+        self._held = {}
+        self._tail = b''
+        self._lost = 0
+        try:
+            self._write('buffer_size_kb', buffer_kb)
+            self._write(EVENT + '/enable', 0)
+            self._fd = os.open(os.path.join(self.dir, 'trace_pipe'),
+                               os.O_RDONLY | os.O_NONBLOCK)
+        except Exception:
+            self.close()
+            raise
+
+    def _write(self, rel, value):
+        path = os.path.join(self.dir, rel)
+        with open(path, 'w') as f:
+            f.write('%s\n' % value)
+
+    def watch(self, pids):
+        """Collect the events of these kdamond pids only, from now on;
+        what was held for others is dropped."""
+        pids = frozenset(int(p) for p in pids)
+        self._write(EVENT + '/enable', 0)
+        self.drain()
+        self._pids = pids
+        self._held = {p: Accumulated() for p in pids}
+        if pids:
+            self._write(EVENT + '/filter', ' || '.join(
+                'common_pid == %d' % p for p in sorted(pids)))
+            self._write(EVENT + '/enable', 1)
+
+    def drain(self):
+        """Read everything the ring buffer holds, into each kdamond's
+        share."""
+        chunks = []
+        while True:
+            try:
+                data = os.read(self._fd, 1 << 20)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            if not data:
+                break
+            chunks.append(data)
+        if not chunks:
+            return
+        text = self._tail + b''.join(chunks)
+        cut = text.rfind(b'\n') + 1
+        self._tail = text[cut:]
+        for pid, (regions, aggregations) in parse(text[:cut],
+                                                  self._pids).items():
+            self._held[pid].add(regions, aggregations)
+
+    def pending(self, pid):
+        """Aggregation intervals of ``pid`` read and not yet taken."""
+        self.drain()
+        return self._held[pid].aggregations
+
+    def take(self, pid, wait_s=0.0):
+        """(regions, aggregations) the kdamond ``pid`` reported since the
+        last ``take`` of it: uint64 rows of start, end, nr_accesses, and
+        how many aggregation intervals they cover.  When it has reported
+        nothing yet, waits up to ``wait_s`` seconds for a whole
+        aggregation."""
+        if pid not in self._pids:
+            raise KeyError('kdamond %s is not watched' % pid)
+        self.drain()
+        deadline = time.monotonic() + wait_s
+        while self._held[pid].aggregations < 0.999:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            select.select([self._fd], [], [], min(left, 0.05))
+            self.drain()
+        held, self._held[pid] = self._held[pid], Accumulated()
+        return held.regions(), held.aggregations
+
+    def lost(self):
+        """Events the ring buffer overwrote before they were read, over
+        all CPUs, since the instance was made."""
+        total = 0
+        base = os.path.join(self.dir, 'per_cpu')
+        for cpu in os.listdir(base) if os.path.isdir(base) else ():
+            try:
+                with open(os.path.join(base, cpu, 'stats')) as f:
+                    for line in f:
+                        if line.startswith('overrun:'):
+                            total += int(line.split()[1])
+            except OSError:
+                continue
+        return total
+
+    def check_lost(self):
+        """Log when events were lost since the last check; their number."""
+        lost = self.lost()
+        new, self._lost = lost - self._lost, lost
+        if new > 0:
+            LOG.warning('DAMON trace: %d events were overwritten before the '
+                        'agent read them (the tracing buffer of %s is too '
+                        'small for the guests\' regions over one interval); '
+                        'reads cover the most recent part of the interval',
+                        new, self.dir)
+        return max(new, 0)
+
+    def _remove(self):
+        for attempt in range(50):
+            try:
+                os.rmdir(self.dir)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                # EBUSY while a reader still has the pipe open.
+                if exc.errno != errno.EBUSY or attempt == 49:
+                    LOG.warning('DAMON trace: could not remove the tracing '
+                                'instance %s: %s', self.dir, exc)
+                    return
+                time.sleep(0.02)
+
+    def close(self):
+        if self._fd is not None:
+            try:
+                self._write(EVENT + '/enable', 0)
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+        self._pids, self._held = frozenset(), {}
+        self._remove()
