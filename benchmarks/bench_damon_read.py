@@ -36,6 +36,17 @@ after the other, as the agent does each interval.  Per source:
 ``pass_ratio`` = trace's ``pass_s`` / tried_regions' (lower is better);
 ``coverage_ratio`` = trace's ``coverage`` / tried_regions'.  TCG slows
 everything, the kdamonds included; the ratios are what count.
+
+``placement`` runs the real agent (``loki-memtier-agent``, interval
+``--agent-interval``) once per source on one workload of 128 MiB whose
+16 MiB hot region alternates between two places every 700 ms (phases
+shorter than the agent's interval), with a static DRAM budget of 24 MiB:
+less than the two places together, so no placement holds all of them.
+After ``--warmup`` intervals, at each of ``--intervals`` more: the share
+of the two places' pages in DRAM (``hot_in_dram``, mean; at most 0.75)
+and the MiB the agent moved (``moved_mib_per_interval``).  A view of the
+last aggregation sees one place or the other, whichever the read falls
+in; the whole interval sees both alike.
 """
 
 import argparse
@@ -50,12 +61,66 @@ import _report
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+import pathlib  # noqa: E402
+import re  # noqa: E402
+
+import numpy as np  # noqa: E402
+
 from loki_nova.memtier import guest  # noqa: E402
 from loki_nova.memtier import kernfs  # noqa: E402
+from loki_nova.memtier import mover  # noqa: E402
 from loki_nova.memtier.trackers import damon  # noqa: E402
 from tests import workloads  # noqa: E402
+from tests.sandbox import agentproc  # noqa: E402
 
 CHUNK = 2 << 20
+MiB = 1 << 20
+PLACES_MB = (0, 64)
+HOT_MB = 16
+BUDGET_MB = 24
+_MOVED = re.compile(r'interval (\d+): \d+ guest\(s\), ([\d.]+) MiB promoted, '
+                    r'([\d.]+) MiB demoted')
+
+
+def placement(source, args, hysteresis=None):
+    """The real agent on the alternating workload (see the docstring)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        with workloads.Workload(
+                '--size-mb', 128, '--hot-mb', HOT_MB,
+                '--hot-offset-mb', PLACES_MB[0],
+                '--alternate-mb', PLACES_MB[1], '--alternate-ms', 700,
+                '--pause-ms', 20, '--register-dir', tmp / 'guests',
+                '--name', 'alt', '--policy', 'static',
+                '--floor-mb', BUDGET_MB, timeout=120) as w:
+            options = dict(interval=args.agent_interval,
+                           damon_source=source, usage_interval=0)
+            if hysteresis is not None:
+                options['hysteresis'] = hysteresis
+            agent = agentproc.AgentProcess(tmp, **options)
+            shares = []
+            try:
+                n = agent.wait_interval_after(0, timeout=300)
+                n = agent.wait_interval_after(n + args.warmup - 1)
+                first = n
+                for _ in range(args.intervals):
+                    n = agent.wait_interval_after(n)
+                    pages = np.arange(w.start, w.end, 4096, dtype=np.uint64)
+                    nodes = mover.move_pages(w.pid, pages)
+                    hot = np.concatenate([
+                        nodes[p * 256:(p + HOT_MB) * 256]
+                        for p in PLACES_MB])
+                    shares.append(float((hot == 0).mean()))
+            finally:
+                status = agent.stop()
+            text = agent.text()
+        if status != 0 or 'Traceback' in text:
+            raise SystemExit('bench_damon_read: the agent failed:\n'
+                             + text[-3000:])
+        moved = [float(p) + float(d) for i, p, d in _MOVED.findall(text)
+                 if first < int(i) <= n]
+    return {'hot_in_dram': round(statistics.mean(shares), 3),
+            'moved_mib_per_interval': round(sum(moved) / len(moved), 1)}
 
 
 def measure(source, guests, args):
@@ -95,6 +160,10 @@ def main(argv=None):
     parser.add_argument('--size-mb', type=int, default=32)
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--interval', type=float, default=2.0)
+    parser.add_argument('--agent-interval', type=float, default=2.0)
+    parser.add_argument('--warmup', type=int, default=4)
+    parser.add_argument('--intervals', type=int, default=10)
+    parser.add_argument('--no-placement', action='store_true')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args(argv)
     if os.environ.get('LOKI_SANDBOX') != '1':
@@ -123,6 +192,11 @@ def main(argv=None):
     report['pass_ratio'] = round(trace['pass_s'] / tried['pass_s'], 4)
     report['coverage_ratio'] = round(
         trace['coverage'] / tried['coverage'], 2)
+    if not args.no_placement:
+        report['placement'] = {
+            source: placement(source, args) for source in damon.SOURCES}
+        report['placement']['trace, hysteresis 64'] = placement(
+            'trace', args, hysteresis=64)
     _report.emit(report, args.json)
     return 0
 

@@ -194,10 +194,16 @@ memtier_opts = [
         default=1024,
         min=4,
         help='DAMON tracker with damon_source = trace: the tracing '
-             'instance\'s ring buffer per CPU, in KiB. It must hold the '
-             'events of one agent interval (about 56 bytes per DAMON '
-             'region per aggregation, for all guests); when it overflows '
-             'the oldest are lost and the agent warns. Default 1024.'),
+             'instance\'s ring buffer for each CPU, in KiB. The kernel '
+             'allocates it for every possible CPU (unswappable kernel '
+             'memory: 1024 KiB on a 64-CPU host is 64 MiB). A kdamond '
+             'writes its events into the buffer of the CPU it runs on, '
+             'about 56 bytes per DAMON region per aggregation: one guest '
+             'with 200 regions fills 0.5 MiB per 5 s interval at the '
+             'default 100 ms aggregation (DAMON allows up to 1000 '
+             'regions). When a buffer overflows the oldest events are '
+             'lost, samples cover the rest of the interval and the agent '
+             'warns. Default 1024.'),
     cfg.DictOpt(
         'node_tiers',
         default={},

@@ -622,8 +622,9 @@ class Agent:
             return
         self._slow_measure_guests = guests
         if getattr(self.tracker, 'damon_source', None) == 'trace':
-            why = (' DAMON\'s trace is read without waiting; the time went '
-                   'to turning regions into chunk values. Raise [memtier] '
+            why = (' DAMON\'s trace is read without waiting for the '
+                   'kdamonds, except for one that has reported no '
+                   'aggregation since the last interval. Raise [memtier] '
                    'interval.')
         elif self.tracker.name == 'damon':
             why = (' Each read of a guest\'s DAMON regions waits for the '

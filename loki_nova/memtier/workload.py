@@ -18,7 +18,10 @@
 ``size`` MiB (2 MiB aligned), fills it with a deterministic pattern, keeps
 its CRC, and from then on touches every page of the hot region in a loop
 (reads, or with ``--write`` read-modify-writes that keep the bytes),
-resting ``--pause-ms`` between passes.  It
+resting ``--pause-ms`` between passes; with ``--alternate-mb OFFSET``
+the hot region moves between ``--hot-offset-mb`` and ``OFFSET`` every
+``--alternate-ms`` (a program whose phases are shorter than the agent's
+interval).  It
 prints ``ready PID START END`` (addresses in hex), and with
 ``--register-dir`` registers itself with the process watcher.  Commands on
 stdin, one per line, each answered on stdout:
@@ -113,6 +116,26 @@ class Workload:
             int(region[::4096].sum(dtype=np.uint64))
         self.passes += 1
 
+    def alternate(self, offset_mb, period_ms):
+        """Move the hot region between where it is and ``offset_mb``
+        every ``period_ms`` (in a thread of its own) until ``stop``."""
+        if period_ms <= 0:
+            raise ValueError('the alternation period must be > 0 ms, got '
+                             '%r' % (period_ms,))
+        places = [self.hot_offset // MiB, offset_mb]
+        self.set_hot(offset_mb)
+        self.set_hot(places[0])
+
+        def flip():
+            k = 0
+            while not self.stop.wait(period_ms / 1000.0):
+                k += 1
+                self.set_hot(places[k % 2])
+
+        thread = threading.Thread(target=flip, daemon=True)
+        thread.start()
+        return thread
+
     def run(self):
         # Between passes the toucher rests ``pause``, like a real program
         # that does more than touch memory (and leaves CPU to others).
@@ -144,9 +167,15 @@ def main(argv=None):
     p.add_argument('--ceiling-mb', type=int)
     p.add_argument('--small-pages', action='store_true',
                    help='no transparent huge pages (4 KiB pages only)')
+    p.add_argument('--alternate-mb', type=int,
+                   help='move the hot region between --hot-offset-mb and '
+                        'this offset every --alternate-ms')
+    p.add_argument('--alternate-ms', type=float, default=500)
     args = p.parse_args(argv)
     w = Workload(args.size_mb, args.hot_mb, args.write, args.hot_offset_mb,
                  args.pause_ms, args.aliases, args.small_pages)
+    if args.alternate_mb is not None:
+        w.alternate(args.alternate_mb, args.alternate_ms)
     if args.register_dir:
         from loki_nova.memtier import guest
         from loki_nova.memtier.watcher import process

@@ -16,6 +16,8 @@
 real kernels are in tests/sandbox/test_kernel.py), and tracker choice."""
 
 import gzip
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -244,20 +246,135 @@ target_id=0 nr_regions=2 4096-12288: 3 2
 
 
 def test_damon_trace_lines_are_parsed_per_kdamond():
-    text = TRACE_TEXT
-    out = damontrace.parse(text, {172, 173})
+    out = damontrace.parse(TRACE_TEXT, {172, 173})
     assert set(out) == {172, 173}           # 99 is not watched
-    regions, aggregations = out[172]
-    assert regions.tolist() == [[4096, 8192, 5], [8192, 16384, 0],
-                                [16384, 20480, 20], [4096, 12288, 3]]
-    # three events of one aggregation of 3 regions, one of one of 2
-    assert aggregations == pytest.approx(1.5)
-    regions, aggregations = out[173]
-    assert regions.tolist() == [[4096, 12288, 1]]
-    assert aggregations == pytest.approx(0.5)
-    assert damontrace.parse(text, {99})[99][0].tolist() == \
-        [[4096, 8192, 7]]
+    assert out[172].tolist() == [[3, 4096, 8192, 5], [3, 8192, 16384, 0],
+                                 [3, 16384, 20480, 20],
+                                 [2, 4096, 12288, 3]]
+    assert out[173].tolist() == [[2, 4096, 12288, 1]]
+    assert damontrace.parse(TRACE_TEXT, {99})[99].tolist() == \
+        [[1, 4096, 8192, 7]]
     assert damontrace.parse(b'', {172}) == {}
+
+
+def rows(*groups):
+    """parse() rows of aggregations given as lists of region starts (each
+    region 4 KiB, nr_accesses = its start in KiB, nr_regions = the
+    aggregation's length unless given as (n, starts))."""
+    out = []
+    for g in groups:
+        n, starts = g if isinstance(g, tuple) else (len(g), g)
+        out += [[n, a * 4096, a * 4096 + 4096, a * 4] for a in starts]
+    return np.array(out, dtype=np.uint64).reshape(-1, 4)
+
+
+def test_only_whole_aggregations_are_handed_out():
+    whole = damontrace.whole_aggregations
+    # two whole ones, then one still arriving (3 of 4 regions)
+    regions, count, rest = whole(rows([1, 2], [1, 2], (4, [1, 2, 3])))
+    assert count == 2
+    assert regions[:, 0].tolist() == [4096, 8192, 4096, 8192]
+    assert rest.tolist() == rows((4, [1, 2, 3])).tolist()
+    # ... which is whole once its last region has come
+    regions, count, rest = whole(np.concatenate([rest, rows((4, [9]))]))
+    assert count == 1 and len(rest) == 0
+    assert regions[:, 2].tolist() == [4, 8, 12, 36]
+    # the tail of one begun before watching is dropped
+    regions, count, rest = whole(rows((3, [2, 3]), [1, 5, 6]))
+    assert count == 1 and regions[:, 0].tolist() == [4096, 20480, 24576]
+    # one region each: every event is an aggregation of its own
+    regions, count, rest = whole(rows([1], [1], [1]))
+    assert count == 3 and len(rest) == 0
+    # nothing whole yet
+    regions, count, rest = whole(rows((2, [1])))
+    assert count == 0 and len(regions) == 0 and len(rest) == 1
+    regions, count, rest = whole(rows())
+    assert count == 0 and len(regions) == 0
+
+
+class StandInTrace(damontrace.TraceStream):
+    """Stands in for the kernel's tracefs instance: a directory with the
+    files the stream writes, and a FIFO as its trace_pipe that the test
+    writes events into."""
+
+    def _make_instance(self):
+        os.mkdir(self.dir)
+        os.makedirs(os.path.join(self.dir, damontrace.EVENT))
+        os.mkdir(os.path.join(self.dir, 'options'))
+        for name in ('record-tgid', 'overwrite', 'context-info'):
+            with open(os.path.join(self.dir, 'options', name), 'w') as f:
+                f.write('1\n' if name == 'record-tgid' else '0\n')
+        os.mkfifo(os.path.join(self.dir, 'trace_pipe'))
+
+    def _remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def events(pid, *groups):
+    return b''.join(
+        b'  kdamond.0-%d  [000] .....  1.0: damon_aggregated: target_id=0 '
+        b'nr_regions=%d %d-%d: %d 0\n' % (pid, n, a, b, acc)
+        for n, a, b, acc in rows(*groups).tolist())
+
+
+@pytest.fixture
+def stand_in_tracefs(tmp_path):
+    base = tmp_path / 'sys/kernel/tracing'
+    (base / 'instances').mkdir(parents=True)
+    (base / damontrace.EVENT).mkdir(parents=True)
+    return kernfs.KernelFS(str(tmp_path))
+
+
+def test_damon_trace_stream_hands_each_kdamond_its_whole_aggregations(
+        stand_in_tracefs):
+    stream = StandInTrace(stand_in_tracefs, buffer_kb=64)
+    path = stream.dir
+
+    def setting(rel):
+        with open(os.path.join(path, rel)) as f:
+            return f.read().strip()
+
+    writer = os.open(os.path.join(path, 'trace_pipe'),
+                     os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        # the machine's options are not the stream's
+        assert setting('options/record-tgid') == '0'
+        assert setting('options/overwrite') == '1'
+        assert setting('options/context-info') == '1'
+        assert setting('buffer_size_kb') == '64'
+        stream.watch([173, 172])
+        assert setting(damontrace.EVENT + '/filter') == \
+            'common_pid == 172 || common_pid == 173'
+        assert setting(damontrace.EVENT + '/enable') == '1'
+        text = (events(172, [1, 2], [1, 2]) + events(99, [1])
+                + events(173, [5]) + events(172, (3, [1, 2])))
+        # a line cut in two between reads
+        os.write(writer, text[:-20])
+        assert stream.pending(172) == 2
+        os.write(writer, text[-20:])
+        regions, count = stream.take(172)
+        assert count == 2 and regions[:, 0].tolist() == [4096, 8192] * 2
+        regions, count = stream.take(173)
+        assert count == 1 and regions.tolist() == [[20480, 24576, 20]]
+        # the one still arriving comes with the next read
+        os.write(writer, events(172, (3, [3])))
+        regions, count = stream.take(172)
+        assert count == 1
+        assert regions[:, 0].tolist() == [4096, 8192, 12288]
+        # nothing: a bounded wait, then none
+        regions, count = stream.take(172, wait_s=0.1)
+        assert count == 0 and regions.shape == (0, 3)
+        with pytest.raises(KeyError, match='kdamond 99 is not watched'):
+            stream.take(99)
+        # new kdamonds: what was held for the old ones is gone
+        os.write(writer, events(172, [1]))
+        stream.watch([180])
+        with pytest.raises(KeyError):
+            stream.take(172)
+    finally:
+        os.close(writer)
+        stream.close()
+    assert not os.path.exists(path)
 
 
 def test_damon_trace_needs_tracefs_with_the_damon_event(tmp_path):

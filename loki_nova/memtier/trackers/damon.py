@@ -81,6 +81,11 @@ SOURCES = ('tried_regions', 'trace')
 DEFAULT_SOURCE = 'tried_regions'
 
 
+class TraceSilent(RuntimeError):
+    """A sample from DAMON's trace found no aggregation of the guest's
+    kdamond to report."""
+
+
 class DamonTracker(trackers.Tracker):
     name = 'damon'
 
@@ -252,16 +257,23 @@ class DamonTracker(trackers.Tracker):
                 self.kfs.write_text(self._k(i, 'state'), 'on')
             except kernfs_mod.KernelFSError as exc:
                 failed.append('%s (%s)' % (key, exc))
+        if self._trace is not None:
+            self._kdamonds = {}
+            try:
+                self._kdamonds = {
+                    key: self.kfs.read_int(self._k(i, 'pid'))
+                    for key, i in self._slots.items()}
+                self._trace.watch(
+                    p for p in self._kdamonds.values() if p > 0)
+            except Exception:
+                # Not the new guest set yet: the next update tries again.
+                self._pids = {}
+                raise
         self._pids = pids
         self._record()
         if failed:
             LOG.warning('DAMON could not start monitoring %s',
                         ', '.join(failed))
-        if self._trace is not None:
-            self._kdamonds = {
-                key: self.kfs.read_int(self._k(i, 'pid'))
-                for key, i in self._slots.items()}
-            self._trace.watch(p for p in self._kdamonds.values() if p > 0)
 
     # -- sampling -------------------------------------------------------
 
@@ -307,12 +319,18 @@ class DamonTracker(trackers.Tracker):
             raise KeyError('guest %s is not monitored by DAMON' % guest.key)
         # Nothing yet only right after the kdamond started: wait for one
         # aggregation (it ends within about two of them).
-        regions, aggregations = self._trace.take(
-            pid, wait_s=3 * self.attrs['aggr_us'] / 1e6)
+        aggr_s = self.attrs['aggr_us'] / 1e6
+        regions, aggregations = self._trace.take(pid, wait_s=3 * aggr_s)
         self._trace.check_lost()
-        self.covered_s[guest.key] = aggregations * self.attrs['aggr_us'] / 1e6
+        self.covered_s[guest.key] = aggregations * aggr_s
+        if not aggregations:
+            # No data is not "nothing was accessed".
+            raise TraceSilent(
+                'guest %s: DAMON\'s trace brought no whole aggregation of '
+                'its kdamond (pid %d) in %.1f s' % (guest.key, pid,
+                                                    3 * aggr_s))
         return regions_to_chunks(regions, layout, self.max_accesses,
-                                 'bytes', max(1, round(aggregations)))
+                                 'bytes', aggregations)
 
     def forget(self, key):
         # The kdamond is reconfigured by the next update().

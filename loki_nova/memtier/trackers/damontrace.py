@@ -28,9 +28,19 @@ lock, so guests' reads queue behind each other), a read here costs no
 wait and covers the whole time since the last one.
 
 Events are read from the instance's ``trace_pipe`` without blocking; the
-ring buffer (``buffer_kb`` per CPU) holds what arrives between two reads,
+ring buffer (``buffer_kb`` for each of the machine's possible CPUs: the
+kernel allocates it for every one) holds what arrives between two reads,
 and when it overflows the oldest events are lost -- the reads then cover
 the most recent part of the interval, and ``lost()`` counts the events.
+A new instance starts with the machine's global trace options; the ones
+that change the text of an event or what an overflow drops are set to
+what this module reads.
+
+A kdamond emits an aggregation's regions one after the other in address
+order, so an aggregation ends where the next start address is not
+higher.  Only whole aggregations are handed out (as many events as their
+``nr_regions`` say); one still arriving waits for the next read, and
+pieces of one (the start of watching, events lost) are dropped.
 """
 
 import errno
@@ -53,6 +63,14 @@ DEFAULT_INSTANCE = 'loki-memtier-damon'
 _LINE = re.compile(
     rb'-(\d+) +\[\d+\][^\n]*?damon_aggregated: target_id=\d+ '
     rb'nr_regions=(\d+) (\d+)-(\d+): (\d+) \d+')
+#: Trace options (``options/NAME``) the instance sets, since it inherits
+#: the machine's: the line format ``_LINE`` reads, and an overflow that
+#: overwrites the oldest events.  Options a kernel lacks are skipped.
+OPTIONS = (('overwrite', 1), ('context-info', 1), ('record-tgid', 0),
+           ('latency-format', 0), ('raw', 0), ('hex', 0), ('bin', 0),
+           ('print-parent', 0))
+#: check_lost() reads every CPU's statistics at most this often.
+LOST_CHECK_S = 1.0
 
 
 class TraceUnavailable(Exception):
@@ -63,6 +81,10 @@ def find_tracefs(kfs):
     """The KernelFS-relative tracefs directory that has DAMON's
     ``damon_aggregated`` event, or TraceUnavailable saying why not."""
     for rel in TRACEFS:
+        if os.path.isdir(kfs.path(rel)) and \
+                not os.access(kfs.path(rel), os.R_OK | os.X_OK):
+            raise TraceUnavailable('%s is not readable by this user (it '
+                                   'needs root)' % kfs.path(rel))
         if kfs.exists(rel + '/instances'):
             if kfs.exists(rel + '/' + EVENT):
                 return rel
@@ -77,38 +99,58 @@ def find_tracefs(kfs):
 
 def parse(text, pids):
     """Events in ``text`` (whole lines of ``trace_pipe``) of the kdamonds
-    ``pids``: {pid: (uint64 rows of start, end, nr_accesses, aggregations
-    covered)}.  A kdamond emits one event per region at the end of each
-    aggregation, so its events there add up to one aggregation: each event
-    counts ``1 / nr_regions``."""
+    ``pids``, in the order they came: {pid: uint64 rows of nr_regions,
+    start, end, nr_accesses}."""
     rows = {}
     for m in _LINE.finditer(text):
         pid = int(m.group(1))
         if pid in pids:
             rows.setdefault(pid, []).append(m.groups()[1:])
-    out = {}
-    for pid, found in rows.items():
-        table = np.array(found, dtype=np.uint64)
-        aggregations = float(np.sum(1.0 / np.maximum(table[:, 0], 1)))
-        out[pid] = (table[:, 1:4], aggregations)
-    return out
+    return {pid: np.array(found, dtype=np.uint64)
+            for pid, found in rows.items()}
+
+
+def whole_aggregations(rows):
+    """Split one kdamond's events (``parse`` rows, in order) into
+    ``(regions, count, rest)``: the start, end, nr_accesses rows of its
+    whole aggregations, how many, and the rows of one still arriving (to
+    be read again with what follows).  Pieces of aggregations before the
+    last are dropped."""
+    if not len(rows):
+        return np.zeros((0, 3), dtype=np.uint64), 0, rows
+    starts = rows[:, 1]
+    new = np.ones(len(rows), dtype=bool)
+    new[1:] = starts[1:] <= starts[:-1]
+    first = np.flatnonzero(new)
+    sizes = np.diff(np.append(first, len(rows)))
+    whole = sizes == rows[first, 0]
+    if whole[-1]:
+        upto, rest = len(first), rows[:0]
+    else:
+        upto, rest = len(first) - 1, rows[first[-1]:]
+    keep = np.repeat(whole[:upto], sizes[:upto])
+    taken = rows[:first[upto] if upto < len(first) else len(rows)]
+    return taken[keep][:, 1:4], int(np.count_nonzero(whole[:upto])), rest
 
 
 class Accumulated:
-    """What one kdamond reported since the last read."""
+    """What one kdamond reported since the last read, in order."""
 
-    def __init__(self):
-        self.parts = []
-        self.aggregations = 0.0
+    def __init__(self, rows=None):
+        self.parts = [] if rows is None or not len(rows) else [rows]
 
-    def add(self, regions, aggregations):
-        self.parts.append(regions)
-        self.aggregations += aggregations
+    def add(self, rows):
+        self.parts.append(rows)
 
-    def regions(self):
+    def rows(self):
         if not self.parts:
-            return np.zeros((0, 3), dtype=np.uint64)
-        return np.concatenate(self.parts)
+            return np.zeros((0, 4), dtype=np.uint64)
+        if len(self.parts) > 1:
+            self.parts = [np.concatenate(self.parts)]
+        return self.parts[0]
+
+    def aggregations(self):
+        return whole_aggregations(self.rows())[1]
 
 
 class TraceStream:
@@ -130,23 +172,38 @@ class TraceStream:
                      'from before', self.dir)
             self._remove()
         try:
-            os.mkdir(self.dir)
+            self._make_instance()
         except OSError as exc:
             raise TraceUnavailable('cannot create the tracing instance %s: '
                                    '%s' % (self.dir, exc)) from None
         self._fd = None
+        self._poll = None
         self._pids = frozenset()
         self._held = {}
         self._tail = b''
         self._lost = 0
+        self._lost_checked = None
         try:
+            for option, value in OPTIONS:
+                if os.path.exists(os.path.join(self.dir, 'options', option)):
+                    self._write('options/' + option, value)
             self._write('buffer_size_kb', buffer_kb)
             self._write(EVENT + '/enable', 0)
             self._fd = os.open(os.path.join(self.dir, 'trace_pipe'),
                                os.O_RDONLY | os.O_NONBLOCK)
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLIN)
+        except OSError as exc:
+            self.close()
+            raise TraceUnavailable('cannot set up the tracing instance %s: '
+                                   '%s' % (self.dir, exc)) from None
         except Exception:
             self.close()
             raise
+
+    def _make_instance(self):
+        # tracefs fills the new directory with the instance's files.
+        os.mkdir(self.dir)
 
     def _write(self, rel, value):
         path = os.path.join(self.dir, rel)
@@ -187,51 +244,58 @@ class TraceStream:
         text = self._tail + b''.join(chunks)
         cut = text.rfind(b'\n') + 1
         self._tail = text[cut:]
-        for pid, (regions, aggregations) in parse(text[:cut],
-                                                  self._pids).items():
-            self._held[pid].add(regions, aggregations)
+        for pid, rows in parse(text[:cut], self._pids).items():
+            self._held[pid].add(rows)
 
     def pending(self, pid):
-        """Aggregation intervals of ``pid`` read and not yet taken."""
+        """Whole aggregation intervals of ``pid`` read and not yet
+        taken."""
         self.drain()
-        return self._held[pid].aggregations
+        return self._held[pid].aggregations()
 
     def take(self, pid, wait_s=0.0):
         """(regions, aggregations) the kdamond ``pid`` reported since the
-        last ``take`` of it: uint64 rows of start, end, nr_accesses, and
-        how many aggregation intervals they cover.  When it has reported
-        nothing yet, waits up to ``wait_s`` seconds for a whole
-        aggregation."""
+        last ``take`` of it: uint64 rows of start, end, nr_accesses of its
+        whole aggregation intervals, and how many.  When there is none
+        yet, waits up to ``wait_s`` seconds for one; it may still be 0."""
         if pid not in self._pids:
             raise KeyError('kdamond %s is not watched' % pid)
         self.drain()
         deadline = time.monotonic() + wait_s
-        while self._held[pid].aggregations < 0.999:
+        while self._held[pid].aggregations() < 1:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            select.select([self._fd], [], [], min(left, 0.05))
+            self._poll.poll(min(left, 0.05) * 1000)
             self.drain()
-        held, self._held[pid] = self._held[pid], Accumulated()
-        return held.regions(), held.aggregations
+        regions, count, rest = whole_aggregations(self._held[pid].rows())
+        self._held[pid] = Accumulated(rest)
+        return regions, count
 
     def lost(self):
-        """Events the ring buffer overwrote before they were read, over
-        all CPUs, since the instance was made."""
+        """Events the ring buffer lost before they were read (overwritten,
+        or dropped if it does not overwrite), over all CPUs, since the
+        instance was made."""
         total = 0
         base = os.path.join(self.dir, 'per_cpu')
         for cpu in os.listdir(base) if os.path.isdir(base) else ():
             try:
                 with open(os.path.join(base, cpu, 'stats')) as f:
                     for line in f:
-                        if line.startswith('overrun:'):
-                            total += int(line.split()[1])
-            except OSError:
+                        if line.startswith(('overrun:', 'dropped events:')):
+                            total += int(line.split(':')[1])
+            except (OSError, ValueError):
                 continue
         return total
 
     def check_lost(self):
-        """Log when events were lost since the last check; their number."""
+        """Log when events were lost since the last check (at most once a
+        ``LOST_CHECK_S``); their number."""
+        now = time.monotonic()
+        if self._lost_checked is not None and \
+                now - self._lost_checked < LOST_CHECK_S:
+            return 0
+        self._lost_checked = now
         lost = self.lost()
         new, self._lost = lost - self._lost, lost
         if new > 0:
@@ -258,6 +322,7 @@ class TraceStream:
                 time.sleep(0.02)
 
     def close(self):
+        self._poll = None
         if self._fd is not None:
             try:
                 self._write(EVENT + '/enable', 0)
