@@ -46,7 +46,9 @@ After ``--warmup`` intervals, at each of ``--intervals`` more: the share
 of the two places' pages in DRAM (``hot_in_dram``, mean; at most 0.75)
 and the MiB the agent moved (``moved_mib_per_interval``).  A view of the
 last aggregation sees one place or the other, whichever the read falls
-in; the whole interval sees both alike.
+in; the whole interval sees both alike.  Each source runs with the
+agent's default hysteresis for it, and the trace once more with the
+other sources' 256.
 """
 
 import argparse
@@ -193,10 +195,12 @@ def main(argv=None):
     report['coverage_ratio'] = round(
         trace['coverage'] / tried['coverage'], 2)
     if not args.no_placement:
+        # Each source with the agent's default hysteresis for it (256,
+        # 64 with the trace), and the trace with 256.
         report['placement'] = {
             source: placement(source, args) for source in damon.SOURCES}
-        report['placement']['trace, hysteresis 64'] = placement(
-            'trace', args, hysteresis=64)
+        report['placement']['trace, hysteresis 256'] = placement(
+            'trace', args, hysteresis=256)
     _report.emit(report, args.json)
     return 0
 

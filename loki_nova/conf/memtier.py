@@ -107,8 +107,8 @@ memtier_opts = [
              'interval. Heat saturates at 65535. Default 64.'),
     cfg.IntOpt(
         'hysteresis',
-        default=256,
         min=0,
+        sample_default='<256 (64 with damon_source = trace)>',
         help='A slow-tier chunk displaces a DRAM chunk only when its heat '
              'is higher by more than this, so that chunks of similar heat '
              'do not swap back and forth under sampling noise; a DRAM '
@@ -122,7 +122,12 @@ memtier_opts = [
              'of DRAM there and 128 or less migrated more for no gain. On '
              'synthetic traces 256 stays within 0.5 % of 512\'s DRAM hit '
              'ratio but migrates three to six times as much; raise it where '
-             'migration bandwidth is dear. Default 256.'),
+             'migration bandwidth is dear. A tracker that sees the whole '
+             'interval (DAMON with damon_source = trace) reads nearly '
+             'every chunk as a little accessed, so no DRAM chunk reads '
+             'cold and 256 holds back swaps it should make: 64 scored '
+             'best there on the recordings and in the sandbox. Default '
+             '256 (64 with damon_source = trace).'),
     cfg.StrOpt(
         'classifier_backend',
         default='compiled',

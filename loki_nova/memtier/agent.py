@@ -68,6 +68,10 @@ EARLY_WAKE_SPACING_S = 1.0
 #: Share of the interval that measuring the guests may take before the
 #: agent warns.
 MEASURE_SHARE_WARN = 0.5
+#: The default hysteresis with a tracker that sees whole intervals (DAMON's
+#: trace): chosen on the recordings replayed with that view (mean 0.970 of
+#: the oracle against 0.961 at 256) and in the sandbox (bench_damon_read).
+WHOLE_INTERVAL_HYSTERESIS = 64
 #: A reservation is answered (``timeout``, it stays) after this many
 #: intervals in a row that counted it but could not measure every guest,
 #: rather than holding the caller for the whole of its timeout.
@@ -273,7 +277,7 @@ class Agent:
         self.params = classifier.ClassifierParams(
             decay_shift=conf.heat_decay_shift,
             access_weight=conf.heat_per_access,
-            hysteresis=conf.hysteresis)
+            hysteresis=self._hysteresis(conf))
         self.tier_of_node = np.array(self.topology.node_to_tier(),
                                      dtype=np.uint8)
         self.guests = {}
@@ -609,6 +613,17 @@ class Agent:
                  sum(s.demoted_mb for s in stats.values()), report.wall_s,
                  report.cpu_s)
         return report
+
+    def _hysteresis(self, conf):
+        """[memtier] hysteresis, or its default for the tracker: samples
+        of a whole interval (DAMON's trace) want a lower one."""
+        if conf.hysteresis is not None:
+            return conf.hysteresis
+        if getattr(self.tracker, 'damon_source', None) == 'trace':
+            LOG.info('hysteresis %d (the default with DAMON\'s trace)',
+                     WHOLE_INTERVAL_HYSTERESIS)
+            return WHOLE_INTERVAL_HYSTERESIS
+        return classifier.ClassifierParams().hysteresis
 
     def _check_measure_time(self, guests, seconds):
         """Warn when measuring ``guests`` guests took more than half the

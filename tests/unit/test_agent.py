@@ -63,6 +63,26 @@ def make_agent(conf, source):
         mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
 
 
+def test_hysteresis_defaults_by_how_much_of_the_interval_is_seen(
+        tmp_path):
+    source = hot_first(8)
+    assert make_agent(make_conf(tmp_path), source).params.hysteresis == 256
+    whole = replay.ReplayTracker(source)
+    whole.damon_source = 'trace'
+    topo = topology.discover(kernfs.KernelFS(os.path.join(FIXTURES,
+                                                          'two_tier')))
+    agent = agent_mod.Agent(
+        make_conf(tmp_path), topology=topo, tracker=whole,
+        mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+    assert agent.params.hysteresis == agent_mod.WHOLE_INTERVAL_HYSTERESIS \
+        == 64
+    # What the operator sets wins either way.
+    agent = agent_mod.Agent(
+        make_conf(tmp_path, hysteresis=300), topology=topo, tracker=whole,
+        mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+    assert agent.params.hysteresis == 300
+
+
 def hot_first(mb):
     def source(g, layout, n):
         out = np.zeros(len(layout), np.uint8)
