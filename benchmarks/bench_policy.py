@@ -61,8 +61,9 @@ share, as above) and ``all_passed``.
 ``--compare-rules`` replays the recordings under both ways of turning
 DAMON regions into chunk values (loki's ratio to the oracle for each,
 with the first ``--tracker-window``); ``--hysteresis`` sets loki's
-hysteresis (default: the agent's), to compare values on both kinds of
-trace.
+hysteresis (default 256, the agent's with ``damon_source =
+tried_regions``; with ``trace`` it takes 64), to compare values on both
+kinds of trace.
 """
 
 import argparse
@@ -294,7 +295,8 @@ def main(argv=None):
     parser.add_argument('--compare-rules', action='store_true',
                         help='replay the recordings under each chunk rule')
     parser.add_argument('--hysteresis', type=int,
-                        help='loki\'s hysteresis (default: the agent\'s)')
+                        help='loki\'s hysteresis (default 256, the '
+                             'agent\'s with damon_source = tried_regions)')
     parser.add_argument('--tracker-window', action='append',
                         type=_window, metavar='N|interval',
                         help='replay the recordings with the tracker '

@@ -557,6 +557,10 @@ class Agent:
             except (guest_mod.GuestGone, ProcessLookupError) as exc:
                 self._drop(key, exc)
                 stats.pop(key, None)
+            except trackers.NoSample as exc:
+                LOG.warning('guest %s: not tiered this interval: %s', key,
+                            exc)
+                stats[key].error = str(exc)
             except Exception as exc:
                 LOG.exception('guest %s: sampling failed', key)
                 stats[key].error = str(exc)

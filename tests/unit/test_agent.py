@@ -35,6 +35,7 @@ from loki_nova.memtier import agent as agent_mod
 from loki_nova.memtier import kernfs
 from loki_nova.memtier import mover
 from loki_nova.memtier import topology
+from loki_nova.memtier import trackers
 from loki_nova.memtier.trackers import replay
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures',
@@ -120,6 +121,26 @@ def test_one_guests_failure_does_not_stop_the_others(tmp_path, two_guests,
     assert report.guests['static1'].error is None
     assert report.guests['static1'].budget_mb == 8
     assert 'guest od1: sampling failed' in caplog.text
+
+
+def test_a_guest_with_no_sample_is_left_as_it_is_with_a_warning(
+        tmp_path, two_guests, caplog):
+    """No sample (DAMON's trace brought nothing) is not "all cold": the
+    guest is not tiered this interval, and the log says why without a
+    traceback."""
+    def source(g, layout, n):
+        if g.key == 'od1':
+            raise trackers.NoSample('no whole aggregation of its kdamond')
+        return np.zeros(len(layout), np.uint8)
+    agent = make_agent(make_conf(tmp_path), source)
+    report = agent.run_interval()
+    assert report.guests['od1'].error == \
+        'no whole aggregation of its kdamond'
+    assert not report.guests['od1'].tiered
+    assert report.guests['static1'].tiered
+    assert 'guest od1: not tiered this interval: no whole aggregation' \
+        in caplog.text
+    assert 'Traceback' not in caplog.text
 
 
 def test_an_exited_guest_is_dropped_and_the_rest_go_on(tmp_path,

@@ -290,6 +290,16 @@ def test_only_whole_aggregations_are_handed_out():
     assert count == 0 and len(regions) == 0 and len(rest) == 1
     regions, count, rest = whole(rows())
     assert count == 0 and len(regions) == 0
+    # Events lost between two aggregations of 3 regions: the head of one
+    # and the tail of the next make 3 events that are no aggregation.
+    joined = rows((3, [1]), (3, [6, 7]), [1, 2, 3])
+    joined[1:3, 1] = [2 * 4096, 3 * 4096]       # starts follow on ...
+    joined[1:3, 2] = [3 * 4096, 4 * 4096]
+    joined[2, 0] = 2                            # ... one count differs
+    assert whole(joined)[1] == 1
+    overlapping = rows([1, 2, 3])
+    overlapping[0, 2] = 3 * 4096                # region 1 covers 2
+    assert whole(overlapping)[1] == 0
 
 
 class StandInTrace(damontrace.TraceStream):
@@ -317,11 +327,17 @@ def events(pid, *groups):
         for n, a, b, acc in rows(*groups).tolist())
 
 
+def fake_event(base, fmt=damontrace.PRINT_FMT):
+    (base / damontrace.EVENT).mkdir(parents=True)
+    (base / damontrace.EVENT / 'format').write_text(
+        'name: damon_aggregated\nformat:\n\n%s, REC->target_id\n' % fmt)
+
+
 @pytest.fixture
 def stand_in_tracefs(tmp_path):
     base = tmp_path / 'sys/kernel/tracing'
     (base / 'instances').mkdir(parents=True)
-    (base / damontrace.EVENT).mkdir(parents=True)
+    fake_event(base)
     return kernfs.KernelFS(str(tmp_path))
 
 
@@ -343,8 +359,7 @@ def test_damon_trace_stream_hands_each_kdamond_its_whole_aggregations(
         assert setting('options/context-info') == '1'
         assert setting('buffer_size_kb') == '64'
         stream.watch([173, 172])
-        assert setting(damontrace.EVENT + '/filter') == \
-            'common_pid == 172 || common_pid == 173'
+        assert setting('set_event_pid') == '172 173'
         assert setting(damontrace.EVENT + '/enable') == '1'
         text = (events(172, [1, 2], [1, 2]) + events(99, [1])
                 + events(173, [5]) + events(172, (3, [1, 2])))
@@ -377,6 +392,29 @@ def test_damon_trace_stream_hands_each_kdamond_its_whole_aggregations(
     assert not os.path.exists(path)
 
 
+def test_damon_trace_reports_lost_events(stand_in_tracefs, monkeypatch,
+                                         caplog):
+    monkeypatch.setattr(damontrace, 'LOST_CHECK_S', 0)
+    stream = StandInTrace(stand_in_tracefs)
+    try:
+        stats = []
+        for cpu, text in enumerate(('overrun: 3\n', 'overrun: 0\n'
+                                    'dropped events: 4\n')):
+            d = os.path.join(stream.dir, 'per_cpu', 'cpu%d' % cpu)
+            os.makedirs(d)
+            stats.append(os.path.join(d, 'stats'))
+            with open(stats[-1], 'w') as f:
+                f.write('entries: 10\n' + text)
+        assert stream.check_lost() == 7
+        assert '7 events were overwritten' in caplog.text
+        assert stream.check_lost() == 0
+        with open(stats[0], 'w') as f:
+            f.write('overrun: 5\n')
+        assert stream.check_lost() == 2
+    finally:
+        stream.close()
+
+
 def test_damon_trace_needs_tracefs_with_the_damon_event(tmp_path):
     kfs = kernfs.KernelFS(str(tmp_path))
     with pytest.raises(damontrace.TraceUnavailable, match='not mounted'):
@@ -385,8 +423,13 @@ def test_damon_trace_needs_tracefs_with_the_damon_event(tmp_path):
     with pytest.raises(damontrace.TraceUnavailable,
                        match='without DAMON.s trace events'):
         damontrace.find_tracefs(kfs)
-    (tmp_path / 'sys/kernel/tracing' / damontrace.EVENT).mkdir(
-        parents=True)
+    fake_event(tmp_path / 'sys/kernel/tracing', fmt='print fmt: '
+               '"target_id=%lu nr_regions=%u %lu-%lu: %u %u %u"')
+    with pytest.raises(damontrace.TraceUnavailable,
+                       match='a format this agent does not read'):
+        damontrace.find_tracefs(kfs)
+    (tmp_path / 'sys/kernel/tracing' / damontrace.EVENT / 'format'
+     ).write_text(damontrace.PRINT_FMT + ', REC->target_id\n')
     assert damontrace.find_tracefs(kfs) == 'sys/kernel/tracing'
 
 

@@ -39,6 +39,11 @@ class TrackerUnavailable(Exception):
     """The kernel (or its current owner) does not let this tracker run."""
 
 
+class NoSample(Exception):
+    """The tracker has nothing to report for a guest this interval (which
+    is not the same as "nothing was accessed"); the message says why."""
+
+
 class Tracker:
     """Interface of the trackers."""
 

@@ -81,7 +81,7 @@ SOURCES = ('tried_regions', 'trace')
 DEFAULT_SOURCE = 'tried_regions'
 
 
-class TraceSilent(RuntimeError):
+class TraceSilent(trackers.NoSample):
     """A sample from DAMON's trace found no aggregation of the guest's
     kdamond to report."""
 
@@ -245,6 +245,9 @@ class DamonTracker(trackers.Tracker):
         pids = {key: g.identity.pid for key, (g, _) in guests.items()}
         if pids == self._pids:
             return
+        # Not the guest set monitored until all below has worked: a
+        # failure leaves the next update to start again.
+        self._pids = None
         self._stop_all(len(self._slots))
         self._set_count(len(pids))
         self._slots = {}
@@ -259,16 +262,10 @@ class DamonTracker(trackers.Tracker):
                 failed.append('%s (%s)' % (key, exc))
         if self._trace is not None:
             self._kdamonds = {}
-            try:
-                self._kdamonds = {
-                    key: self.kfs.read_int(self._k(i, 'pid'))
-                    for key, i in self._slots.items()}
-                self._trace.watch(
-                    p for p in self._kdamonds.values() if p > 0)
-            except Exception:
-                # Not the new guest set yet: the next update tries again.
-                self._pids = {}
-                raise
+            self._kdamonds = {
+                key: self.kfs.read_int(self._k(i, 'pid'))
+                for key, i in self._slots.items()}
+            self._trace.watch(p for p in self._kdamonds.values() if p > 0)
         self._pids = pids
         self._record()
         if failed:

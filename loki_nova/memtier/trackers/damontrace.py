@@ -19,9 +19,9 @@ At the end of each aggregation interval a kdamond emits the trace event
 start, end, ``nr_accesses``, age), whether or not anyone asked.  This
 stream collects those events in a tracing instance of its own
 (``/sys/kernel/tracing/instances/<name>``: its own ring buffer, its own
-event switches and filter, so the machine's other tracing is not touched),
-filtered to the agent's kdamonds by their pids, and hands each kdamond's
-regions out per read: everything that kdamond reported since the previous
+event switches and pid list, so the machine's other tracing is not
+touched), limited to the agent's kdamonds by their pids, and hands each
+kdamond's regions out per read: its whole aggregations since the previous
 read.  Unlike asking a kdamond for its ``tried_regions`` (one aggregation
 interval, a read that waits for the next one and takes the kernel's DAMON
 lock, so guests' reads queue behind each other), a read here costs no
@@ -68,9 +68,15 @@ _LINE = re.compile(
 #: overwrites the oldest events.  Options a kernel lacks are skipped.
 OPTIONS = (('overwrite', 1), ('context-info', 1), ('record-tgid', 0),
            ('latency-format', 0), ('raw', 0), ('hex', 0), ('bin', 0),
-           ('print-parent', 0))
+           ('fields', 0), ('print-parent', 0), ('stacktrace', 0),
+           ('userstacktrace', 0), ('block', 0))
+#: The event's print format that ``_LINE`` reads (its ``format`` file).
+PRINT_FMT = 'print fmt: "target_id=%lu nr_regions=%u %lu-%lu: %u %u"'
 #: check_lost() reads every CPU's statistics at most this often.
 LOST_CHECK_S = 1.0
+#: Events held for one kdamond between two takes, at most (32 bytes
+#: each); beyond, the oldest are dropped (a guest whose samples stopped).
+MAX_HELD_ROWS = 1 << 20
 
 
 class TraceUnavailable(Exception):
@@ -86,11 +92,20 @@ def find_tracefs(kfs):
             raise TraceUnavailable('%s is not readable by this user (it '
                                    'needs root)' % kfs.path(rel))
         if kfs.exists(rel + '/instances'):
-            if kfs.exists(rel + '/' + EVENT):
-                return rel
-            raise TraceUnavailable(
-                '%s has no %s event (the kernel is built without DAMON\'s '
-                'trace events)' % (kfs.path(rel), EVENT))
+            if not kfs.exists(rel + '/' + EVENT):
+                raise TraceUnavailable(
+                    '%s has no %s event (the kernel is built without '
+                    'DAMON\'s trace events)' % (kfs.path(rel), EVENT))
+            try:
+                fmt = kfs.read_text(rel + '/' + EVENT + '/format')
+            except OSError as exc:
+                raise TraceUnavailable('cannot read the format of %s: %s'
+                                       % (EVENT, exc)) from None
+            if PRINT_FMT not in fmt:
+                raise TraceUnavailable(
+                    '%s prints its events in a format this agent does not '
+                    'read (it reads \'%s\')' % (EVENT, PRINT_FMT))
+            return rel
     raise TraceUnavailable(
         'tracefs is not mounted (looked for %s; mount it with "mount -t '
         'tracefs tracefs /sys/kernel/tracing")'
@@ -114,16 +129,21 @@ def whole_aggregations(rows):
     """Split one kdamond's events (``parse`` rows, in order) into
     ``(regions, count, rest)``: the start, end, nr_accesses rows of its
     whole aggregations, how many, and the rows of one still arriving (to
-    be read again with what follows).  Pieces of aggregations before the
-    last are dropped."""
+    be read again with what follows).  An aggregation is whole when it has
+    as many events as its ``nr_regions``, all with that ``nr_regions``
+    and regions that follow each other without overlap; pieces (and two
+    pieces joined where events were lost) before the last are dropped."""
     if not len(rows):
         return np.zeros((0, 3), dtype=np.uint64), 0, rows
-    starts = rows[:, 1]
+    counts, starts, ends = rows[:, 0], rows[:, 1], rows[:, 2]
     new = np.ones(len(rows), dtype=bool)
     new[1:] = starts[1:] <= starts[:-1]
     first = np.flatnonzero(new)
     sizes = np.diff(np.append(first, len(rows)))
-    whole = sizes == rows[first, 0]
+    odd = np.zeros(len(rows), dtype=np.int64)
+    odd[1:] = (counts[1:] != counts[:-1]) | (ends[:-1] > starts[1:])
+    odd[first] = 0
+    whole = (sizes == counts[first]) & (np.add.reduceat(odd, first) == 0)
     if whole[-1]:
         upto, rest = len(first), rows[:0]
     else:
@@ -141,6 +161,8 @@ class Accumulated:
 
     def add(self, rows):
         self.parts.append(rows)
+        if sum(len(p) for p in self.parts) > MAX_HELD_ROWS:
+            self.parts = [self.rows()[-MAX_HELD_ROWS:]]
 
     def rows(self):
         if not self.parts:
@@ -218,9 +240,10 @@ class TraceStream:
         self.drain()
         self._pids = pids
         self._held = {p: Accumulated() for p in pids}
+        # The instance's pid list (no length limit, unlike an event
+        # filter, which the kernel refuses from 4 KiB: ~170 kdamonds).
+        self._write('set_event_pid', ' '.join(map(str, sorted(pids))))
         if pids:
-            self._write(EVENT + '/filter', ' || '.join(
-                'common_pid == %d' % p for p in sorted(pids)))
             self._write(EVENT + '/enable', 1)
 
     def drain(self):
