@@ -25,8 +25,10 @@ made with ``allow_damon_writes=True``: only the DAMON tracker asks for that,
 and only after it has checked that no one else's kdamond exists.  With
 ``LOKI_NO_MACHINE_DAMON=1`` in the environment, writes into the machine's
 own ``/sys/kernel/mm/damon`` are refused even then (DAMON below another
-root stays writable): the test suite sets it wherever the machine's DAMON
-is not its own, that is everywhere but the sandbox guest.
+root stays writable), and so are writes into the machine's tracefs, where
+the DAMON tracker would make a tracing instance for DAMON's events: the
+test suite sets it wherever the machine's DAMON is not its own, that is
+everywhere but the sandbox guest.
 """
 
 import dataclasses
@@ -34,6 +36,8 @@ import errno
 import os
 
 DAMON_DIR = 'sys/kernel/mm/damon'
+#: Where tracefs is mounted (DAMON's trace events are read there).
+TRACEFS_DIRS = ('sys/kernel/tracing', 'sys/kernel/debug/tracing')
 #: Environment variable that forbids writes into the machine's DAMON.
 NO_MACHINE_DAMON_ENV = 'LOKI_NO_MACHINE_DAMON'
 
@@ -167,15 +171,16 @@ class KernelFS:
     def _refuse_damon_write(self, rel):
         """Raise unless writing ``rel`` is allowed: anything that resolves
         into a DAMON directory (ours below root, or the machine's) needs
-        ``allow_damon_writes``, and the machine's is off limits under
-        ``LOKI_NO_MACHINE_DAMON=1``."""
+        ``allow_damon_writes``, and the machine's DAMON and tracefs are off
+        limits under ``LOKI_NO_MACHINE_DAMON=1``."""
         real = os.path.realpath(self.path(rel))
 
         def within(directory):
             return real == directory or real.startswith(directory + os.sep)
 
         machine = within('/' + DAMON_DIR)
-        if machine and os.environ.get(NO_MACHINE_DAMON_ENV) == '1':
+        if os.environ.get(NO_MACHINE_DAMON_ENV) == '1' and (
+                machine or any(within('/' + d) for d in TRACEFS_DIRS)):
             raise PermissionError(
                 errno.EPERM, 'refusing to write %s: the machine\'s DAMON is '
                 'off limits here (%s=1)' % (self.path(rel),
@@ -196,6 +201,14 @@ class KernelFS:
             raise KernelFSError(exc.errno, 'cannot write %r to %s: %s'
                                 % (str(value), self.path(rel),
                                    exc.strerror)) from None
+
+    def mkdir(self, rel):
+        self._refuse_damon_write(rel)
+        os.mkdir(self.path(rel))
+
+    def rmdir(self, rel):
+        self._refuse_damon_write(rel)
+        os.rmdir(self.path(rel))
 
     def open(self, rel, mode='rb', buffering=-1):
         """Open a file for binary access (pagemap, page_idle/bitmap)."""

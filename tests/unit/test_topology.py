@@ -218,6 +218,15 @@ def test_the_machines_damon_is_off_limits_to_the_test_suite(tmp_path):
             machine.open('sys/kernel/mm/damon/loki-guard-probe', mode)
     with pytest.raises(PermissionError, match='off limits'):
         machine.write_text('sys/kernel/mm/damon/loki-guard-probe', 0)
+    # Nor the machine's tracefs, where DAMON's trace would be read.
+    for tracefs in kernfs.TRACEFS_DIRS:
+        probe = tracefs + '/instances/loki-guard-probe'
+        with pytest.raises(PermissionError, match='off limits'):
+            machine.mkdir(probe)
+        with pytest.raises(PermissionError, match='off limits'):
+            machine.write_text(probe + '/buffer_size_kb', 4)
+        with pytest.raises(PermissionError, match='off limits'):
+            machine.rmdir(probe)
     # A DAMON tree below another root is the tracker's to write.
     damon = tmp_path / 'sys/kernel/mm/damon/admin/kdamonds'
     damon.mkdir(parents=True)

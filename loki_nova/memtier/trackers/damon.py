@@ -261,7 +261,6 @@ class DamonTracker(trackers.Tracker):
             except kernfs_mod.KernelFSError as exc:
                 failed.append('%s (%s)' % (key, exc))
         if self._trace is not None:
-            self._kdamonds = {}
             self._kdamonds = {
                 key: self.kfs.read_int(self._k(i, 'pid'))
                 for key, i in self._slots.items()}

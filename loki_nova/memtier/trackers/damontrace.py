@@ -52,10 +52,12 @@ import time
 
 import numpy as np
 
+from loki_nova.memtier import kernfs
+
 LOG = logging.getLogger(__name__)
 
 #: Where tracefs is mounted, tried in order (relative to the KernelFS root).
-TRACEFS = ('sys/kernel/tracing', 'sys/kernel/debug/tracing')
+TRACEFS = kernfs.TRACEFS_DIRS
 EVENT = 'events/damon/damon_aggregated'
 DEFAULT_INSTANCE = 'loki-memtier-damon'
 #: One line of the event in ``trace_pipe``: the task's pid (after the
@@ -185,7 +187,8 @@ class TraceStream:
                              'CPU, got %r' % (buffer_kb,))
         self.kfs = kfs
         self.tracefs = find_tracefs(kfs)
-        self.dir = kfs.path('%s/instances/%s' % (self.tracefs, name))
+        self.rel = '%s/instances/%s' % (self.tracefs, name)
+        self.dir = kfs.path(self.rel)
         self.name = name
         if os.path.isdir(self.dir):
             # Left by an agent that did not stop cleanly: the name is this
@@ -225,12 +228,10 @@ class TraceStream:
 
     def _make_instance(self):
         # tracefs fills the new directory with the instance's files.
-        os.mkdir(self.dir)
+        self.kfs.mkdir(self.rel)
 
     def _write(self, rel, value):
-        path = os.path.join(self.dir, rel)
-        with open(path, 'w') as f:
-            f.write('%s\n' % value)
+        self.kfs.write_text('%s/%s' % (self.rel, rel), '%s\n' % value)
 
     def watch(self, pids):
         """Collect the events of these kdamond pids only, from now on;
@@ -332,7 +333,7 @@ class TraceStream:
     def _remove(self):
         for attempt in range(50):
             try:
-                os.rmdir(self.dir)
+                self.kfs.rmdir(self.rel)
                 return
             except FileNotFoundError:
                 return
