@@ -160,21 +160,29 @@ memtier_opts = [
              'access, in microseconds. Default 5000 (5 ms).'),
     cfg.IntOpt(
         'damon_aggr_us',
-        default=100000,
         min=100,
+        sample_default='<100000 (1000000 with damon_source = trace)>',
         help='DAMON tracker: DAMON\'s aggregation interval in '
-             'microseconds, at least damon_sample_us. Each agent interval '
-             'takes the regions\' access counts of the last aggregation '
-             'interval (waiting for it to end, so at most the agent\'s '
-             'interval), scaled to 0-20; a guest whose working set is not '
-             'touched again within one aggregation interval looks colder '
-             'than it is. Longer intervals see more, at the cost of a '
-             'longer wait per guest each agent interval: a read waits '
-             'for the end of an aggregation, up to about 3 aggregation '
-             'intervals (measured on a 6.12 kernel), and the kernel '
-             'takes one read at a time, so the guests\' reads add up '
-             '(the agent warns when they take more than half its '
-             'interval). Default 100000 (100 ms).'),
+             'microseconds, at least damon_sample_us. A sample scales the '
+             'regions\' access counts (sampled checks that found them '
+             'accessed) to 0-20. With damon_source = tried_regions each '
+             'agent interval takes the last aggregation interval only, '
+             'waiting for it to end (up to about 3 aggregation intervals, '
+             'measured on a 6.12 kernel), and the kernel takes one read at '
+             'a time, so the guests\' reads add up (the agent warns when '
+             'they take more than half its interval): a guest whose '
+             'working set is not touched again within one aggregation '
+             'interval looks colder than it is, and longer intervals see '
+             'more at the cost of longer waits. With damon_source = trace '
+             'each agent interval takes every aggregation since the last, '
+             'and the kdamond emits one trace event per region and '
+             'aggregation: a guest of 1000 regions (DAMON\'s most) at 100 '
+             'ms is 10,000 events a second for the kernel to format and '
+             'the agent to parse, at 1 s a tenth of it; it should be '
+             'well within the agent\'s interval. 100 ms and 1 s in the '
+             'defaults; with the trace at most a fifth of the agent\'s '
+             'interval. Default 100000 (1000000 with damon_source = '
+             'trace).'),
     cfg.StrOpt(
         'damon_source',
         default='tried_regions',
@@ -203,12 +211,15 @@ memtier_opts = [
              'allocates it for every possible CPU (unswappable kernel '
              'memory: 1024 KiB on a 64-CPU host is 64 MiB). A kdamond '
              'writes its events into the buffer of the CPU it runs on, '
-             'about 56 bytes per DAMON region per aggregation: one guest '
-             'with 200 regions fills 0.5 MiB per 5 s interval at the '
-             'default 100 ms aggregation (DAMON allows up to 1000 '
-             'regions). When a buffer overflows the oldest events are '
-             'lost, samples cover the rest of the interval and the agent '
-             'warns. Default 1024.'),
+             'about 52 bytes per DAMON region per aggregation (6.12), and '
+             'the agent empties the buffers at each sample, after each '
+             'guest\'s moves and every 0.5 s between intervals: a buffer '
+             'must hold what the kdamonds of one CPU emit meanwhile. One '
+             'guest of 1000 regions (DAMON\'s most) emits 52 KiB a second '
+             'at the trace\'s default 1 s aggregation, 520 KiB at 100 ms. '
+             'When a buffer overflows the oldest events are lost, samples '
+             'cover the rest of the interval and the agent warns. Default '
+             '1024.'),
     cfg.DictOpt(
         'node_tiers',
         default={},

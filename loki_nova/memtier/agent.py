@@ -227,17 +227,26 @@ def watchers_from_conf(conf, kfs):
 
 def check_damon_intervals(conf):
     """Refuse DAMON intervals that cannot work together; warn when each
-    sample would wait longer than an agent interval."""
-    if conf.damon_aggr_us < conf.damon_sample_us:
+    sample would wait longer than an agent interval, or would see less
+    than one aggregation.  An unset damon_aggr_us takes the source's
+    default, which the tracker sets."""
+    aggr_us = conf.damon_aggr_us
+    if aggr_us is None:
+        return
+    if aggr_us < conf.damon_sample_us:
         raise ValueError(
             '[memtier] damon_aggr_us (%d) must be at least damon_sample_us '
             '(%d): DAMON counts the samples of one aggregation interval'
-            % (conf.damon_aggr_us, conf.damon_sample_us))
-    if conf.damon_aggr_us > conf.interval * 1e6:
+            % (aggr_us, conf.damon_sample_us))
+    if aggr_us > conf.interval * 1e6:
+        if conf.damon_source == 'trace':
+            why = ('some intervals see no aggregation of a guest, and '
+                   'those guests are not tiered then')
+        else:
+            why = 'each interval waits that long for every guest\'s regions'
         LOG.warning('[memtier] damon_aggr_us (%d us) is longer than the '
-                    'agent\'s interval (%.1f s): each interval waits that '
-                    'long for every guest\'s DAMON regions',
-                    conf.damon_aggr_us, conf.interval)
+                    'agent\'s interval (%.1f s): %s', aggr_us,
+                    conf.interval, why)
 
 
 class Agent:
@@ -268,7 +277,8 @@ class Agent:
                 'sample_us': conf.damon_sample_us,
                 'aggr_us': conf.damon_aggr_us,
                 'source': conf.damon_source,
-                'trace_buffer_kb': conf.damon_trace_buffer_kb})
+                'trace_buffer_kb': conf.damon_trace_buffer_kb,
+                'interval_s': conf.interval})
         self.mover = mover or mover_mod.Mover(
             mover_mod.RateLimiter(conf.move_rate_mb_per_s * MiB,
                                   stop=self.stop),
@@ -599,6 +609,7 @@ class Agent:
             except Exception as exc:
                 LOG.exception('guest %s: tiering failed', key)
                 st.error = str(exc)
+            self._collect()
         report = IntervalReport(self.number, time.monotonic() - wall0,
                                 time.process_time() - cpu0, stats,
                                 time.time(), measure_s)
@@ -652,7 +663,7 @@ class Agent:
                    'serves one read at a time, so this grows with the guests: '
                    'set [memtier] damon_source = trace (reads that do not '
                    'wait), raise interval or lower damon_aggr_us.'
-                   % self.conf.damon_aggr_us)
+                   % self.tracker.attrs['aggr_us'])
         else:
             why = ' Raise [memtier] interval.'
         LOG.warning('measuring %d guest(s) took %.1f s of the %.1f s '
@@ -737,15 +748,24 @@ class Agent:
         """Wait for the next interval: ``interval`` seconds after the start
         of the last one, or earlier when woken, but never sooner than
         ``EARLY_WAKE_SPACING_S`` after it started.  Wakes that come in the
-        meantime (a flood of reservations) are served by one interval."""
+        meantime (a flood of reservations) are served by one interval.
+        Meanwhile the tracker collects every ``collect_every_s``, if it
+        asks to (DAMON's trace: what the tracing buffer holds)."""
         spacing = min(EARLY_WAKE_SPACING_S, self.conf.interval)
         due = started + self.conf.interval
+        every = getattr(self.tracker, 'collect_every_s', None)
+        collect_at = None if every is None else time.monotonic() + every
         while not self.stop.is_set():
             now = time.monotonic()
             if now >= due:
                 break
+            if collect_at is not None and now >= collect_at:
+                self._collect()
+                collect_at = time.monotonic() + every
+                continue
             if not self.wake.is_set():
-                self.wake.wait(due - now)
+                self.wake.wait(due - now if collect_at is None
+                               else min(due, collect_at) - now)
                 continue
             if now >= started + spacing:
                 LOG.debug('interval %d starts %.1f s early, for pending '
@@ -755,6 +775,15 @@ class Agent:
         # Cleared before the interval starts: a reservation made during
         # it wakes the next one.
         self.wake.clear()
+
+    def _collect(self):
+        """The tracker's ``collect()`` between intervals; a failure is the
+        next sample's to report."""
+        try:
+            self.tracker.collect()
+        except Exception as exc:
+            LOG.debug('the tracker could not collect between intervals: '
+                      '%s', exc)
 
     def shutdown(self):
         """Stop after the move batch in flight (signal-safe)."""

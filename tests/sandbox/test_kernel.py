@@ -194,8 +194,9 @@ def test_damon_trace_sees_the_whole_interval_tried_regions_only_its_end(
     with workloads.Workload('--size-mb', 96, '--hot-mb', 16) as w:
         g = as_guest(w)
         layout = guest.ChunkLayout(g.ranges, CHUNK)
+        # The spells below are counted in aggregations of 100 ms.
         t = damon.DamonTracker(KFS, state_dir=str(tmp_path),
-                               source='trace')
+                               source='trace', aggr_us=100000)
         assert t.damon_source == 'trace'
         instance = t._trace.dir
         assert os.path.isdir(instance)
@@ -249,18 +250,24 @@ def test_damon_trace_falls_back_without_tracefs_and_silence_is_no_sample(
             m.setattr(damontrace, 'TRACEFS', ('sys/kernel/no-tracing',))
             t = damon.DamonTracker(KFS, state_dir=str(tmp_path),
                                    source='trace')
+        aggr = damon.KDAMONDS + '/0/contexts/0/monitoring_attrs/' \
+            'intervals/aggr_us'
         try:
             assert t.damon_source == 'tried_regions'
             assert 'reading each kdamond\'s tried regions instead' in \
                 caplog.text
             t.update({'w': (g, layout)})
             assert t.sample(g, layout).shape == (len(layout),)
+            # ... with the tried regions' aggregation interval.
+            assert KFS.read_int(aggr) == 100000
         finally:
             t.close()
         t = damon.DamonTracker(KFS, state_dir=str(tmp_path),
-                               source='trace')
+                               source='trace', interval_s=2.0)
         try:
             t.update({'w': (g, layout)})
+            # The trace's: 1 s, capped at a fifth of the interval.
+            assert KFS.read_int(aggr) == 400000
             wait_for_aggregations(t, 'w', 1)
             t.sample(g, layout)
             # The events stop (as if someone switched them off).

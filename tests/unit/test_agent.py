@@ -186,6 +186,62 @@ class SteppedClock:
         return time.time()
 
 
+class ClockedEvent:
+    """A ``threading.Event`` stand-in whose waits move a SteppedClock
+    instead of blocking (it is never set)."""
+
+    def __init__(self, clock):
+        self.clock = clock
+
+    def is_set(self):
+        return False
+
+    def wait(self, timeout):
+        self.clock.now += timeout
+        return False
+
+    def clear(self):
+        pass
+
+
+def test_between_intervals_the_tracker_collects_when_it_asks_to(
+        tmp_path, two_guests, monkeypatch):
+    clock = SteppedClock()
+    monkeypatch.setattr(agent_mod, 'time', clock)
+    tracker = replay.ReplayTracker(hot_first(8))
+    collected = []
+
+    def collect():
+        collected.append(clock.now)
+        if len(collected) == 2:
+            raise OSError('the next sample reports this')
+
+    tracker.collect = collect
+    topo = topology.discover(kernfs.KernelFS(os.path.join(FIXTURES,
+                                                          'two_tier')))
+    agent = agent_mod.Agent(
+        make_conf(tmp_path, interval=5.0), topology=topo, tracker=tracker,
+        mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+    agent.wake = ClockedEvent(clock)
+    # A tracker that does not ask is not called: one wait to the next
+    # interval.
+    started = clock.now
+    agent._rest(started)
+    assert clock.now == started + 5.0 and collected == []
+    # Every collect_every_s until the interval is due; a failure does not
+    # end the wait.
+    tracker.collect_every_s = 0.5
+    started = clock.now
+    agent._rest(started)
+    assert clock.now == pytest.approx(started + 5.0)
+    assert collected == pytest.approx([started + 0.5 * k
+                                       for k in range(1, 10)])
+    # ... and after each guest's moves in an interval.
+    del collected[:]
+    agent.run_interval()
+    assert len(collected) == 2
+
+
 def test_measuring_that_takes_half_the_interval_is_warned_once(
         tmp_path, two_guests, caplog, monkeypatch):
     clock = SteppedClock()
@@ -219,6 +275,7 @@ def test_measuring_that_takes_half_the_interval_is_warned_once(
     # With DAMON the warning says why it grows with the guests.
     damon_like = make_agent(make_conf(tmp_path, interval=5.0), source)
     damon_like.tracker.name = 'damon'
+    damon_like.tracker.attrs = {'aggr_us': 100000}
     damon_like.run_interval()
     assert 'waits for the end of a DAMON aggregation interval (100000 ' \
         'us' in caplog.records[-1].getMessage()

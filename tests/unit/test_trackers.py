@@ -442,7 +442,23 @@ def test_damon_source_and_rule_are_checked_before_anything(tmp_path):
         damon.DamonTracker(kfs, source='perf')
     with pytest.raises(ValueError, match='chunk_rule "bytes" only'):
         damon.DamonTracker(kfs, source='trace', chunk_rule='hottest')
+    with pytest.raises(ValueError, match=r'aggregation interval \(1000 us\) '
+                                         r'must be at least its sampling '
+                                         r'interval \(5000 us\)'):
+        damon.DamonTracker(kfs, sample_us=5000, aggr_us=1000)
     assert snapshot(tmp_path) == before
+
+
+def test_damon_aggregation_defaults_by_source_and_interval():
+    # Tried regions: a read waits for the end of one, so it stays short.
+    assert damon.default_aggr_us('tried_regions', 5000) == 100000
+    assert damon.default_aggr_us('tried_regions', 5000, 1.0) == 100000
+    # The trace: 1 s (a tenth of the events of 100 ms), but at most a
+    # fifth of the time between samples; never below the sampling.
+    assert damon.default_aggr_us('trace', 5000) == 1000000
+    assert damon.default_aggr_us('trace', 5000, 5.0) == 1000000
+    assert damon.default_aggr_us('trace', 5000, 1.0) == 200000
+    assert damon.default_aggr_us('trace', 5000, 0.01) == 5000
 
 
 def test_weighted_accesses_match_a_page_by_page_count():

@@ -48,6 +48,9 @@ class Tracker:
     """Interface of the trackers."""
 
     name = None
+    #: How often, in seconds, the agent calls ``collect()`` while it waits
+    #: for the next interval; None: never.
+    collect_every_s = None
 
     def update(self, guests):
         """The managed guests changed: ``guests`` maps key to
@@ -56,6 +59,10 @@ class Tracker:
     def sample(self, guest, layout):
         """Accesses per chunk since the previous sample (uint8)."""
         raise NotImplementedError
+
+    def collect(self):
+        """Between samples: take in what the kernel holds for the tracker
+        that it would lose if left until the next sample."""
 
     def forget(self, key):
         """Drop any state of a guest that is gone."""

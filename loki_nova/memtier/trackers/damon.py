@@ -79,6 +79,18 @@ REGION_FIELDS_WITH_AGE = REGION_FIELDS + ('age',)
 #: (``damontrace``).
 SOURCES = ('tried_regions', 'trace')
 DEFAULT_SOURCE = 'tried_regions'
+#: DAMON's aggregation interval unless one is given, per source.  A
+#: tried-regions read waits for the end of an aggregation, so it is kept
+#: short; the trace carries one event per region and aggregation, so a
+#: longer one cuts what the kernel formats and the agent parses (a guest
+#: of 1000 regions: 10,000 events a second at 100 ms) and sees as much --
+#: but each sample should hold a few: at most ``TRACE_AGGR_SHARE`` of the
+#: time between samples, when known.
+DEFAULT_AGGR_US = {'tried_regions': 100000, 'trace': 1000000}
+TRACE_AGGR_SHARE = 0.2
+#: With the trace, the agent empties the tracing buffer this often between
+#: samples, so that it need only hold this long of the kdamonds' events.
+COLLECT_EVERY_S = 0.5
 
 
 class TraceSilent(trackers.NoSample):
@@ -89,16 +101,20 @@ class TraceSilent(trackers.NoSample):
 class DamonTracker(trackers.Tracker):
     name = 'damon'
 
-    def __init__(self, kfs, state_dir=None, sample_us=5000, aggr_us=100000,
+    def __init__(self, kfs, state_dir=None, sample_us=5000, aggr_us=None,
                  update_us=1000000, min_regions=10, max_regions=1000,
                  chunk_rule=DEFAULT_CHUNK_RULE, source=DEFAULT_SOURCE,
-                 trace_buffer_kb=1024):
+                 trace_buffer_kb=1024, interval_s=None):
         if chunk_rule not in CHUNK_RULES:
             raise ValueError('chunk_rule must be one of %s, got %r'
                              % (', '.join(CHUNK_RULES), chunk_rule))
         if source not in SOURCES:
             raise ValueError('source must be one of %s, got %r'
                              % (', '.join(SOURCES), source))
+        if aggr_us is not None and aggr_us < sample_us:
+            raise ValueError('DAMON\'s aggregation interval (%d us) must be '
+                             'at least its sampling interval (%d us)'
+                             % (aggr_us, sample_us))
         if source == 'trace' and chunk_rule != 'bytes':
             raise ValueError('the trace source sums the regions of many '
                              'aggregations and takes chunk_rule "bytes" '
@@ -129,11 +145,8 @@ class DamonTracker(trackers.Tracker):
                 % (existing, kfs.path(KDAMONDS + '/nr_kdamonds')))
         # Only now may we write: DAMON is free or entirely ours.
         self.kfs = kernfs_mod.KernelFS(kfs.root, allow_damon_writes=True)
-        self.attrs = dict(sample_us=sample_us, aggr_us=aggr_us,
-                          update_us=update_us)
         self.nr_regions = (min_regions, max_regions)
         self.chunk_rule = chunk_rule
-        self.max_accesses = max(1, aggr_us // sample_us)
         self._slots = {}      # key -> kdamond index
         self._pids = {}       # key -> pid
         self._kdamonds = {}   # key -> the kdamond's pid
@@ -158,6 +171,14 @@ class DamonTracker(trackers.Tracker):
                 LOG.warning('DAMON: cannot read DAMON\'s trace events (%s); '
                             'reading each kdamond\'s tried regions instead, '
                             'one aggregation interval per sample', exc)
+        if aggr_us is None:
+            aggr_us = default_aggr_us(self.damon_source, sample_us,
+                                      interval_s)
+        self.attrs = dict(sample_us=sample_us, aggr_us=aggr_us,
+                          update_us=update_us)
+        self.max_accesses = max(1, aggr_us // sample_us)
+        LOG.info('DAMON: sampling every %d us, aggregating every %d us',
+                 sample_us, aggr_us)
 
     # -- ownership --------------------------------------------------------
 
@@ -328,6 +349,14 @@ class DamonTracker(trackers.Tracker):
         return regions_to_chunks(regions, layout, self.max_accesses,
                                  'bytes', aggregations)
 
+    @property
+    def collect_every_s(self):
+        return COLLECT_EVERY_S if self._trace is not None else None
+
+    def collect(self):
+        if self._trace is not None and self._pids:
+            self._trace.drain()
+
     def forget(self, key):
         # The kdamond is reconfigured by the next update().
         self.covered_s.pop(key, None)
@@ -342,6 +371,16 @@ class DamonTracker(trackers.Tracker):
         self._slots, self._pids = {}, {}
         if self.state_path and os.path.exists(self.state_path):
             os.unlink(self.state_path)
+
+
+def default_aggr_us(source, sample_us, interval_s=None):
+    """DAMON's aggregation interval for ``source`` when none is
+    configured (``DEFAULT_AGGR_US``), with samples ``interval_s`` apart
+    if known; never below ``sample_us``."""
+    aggr_us = DEFAULT_AGGR_US[source]
+    if source == 'trace' and interval_s:
+        aggr_us = min(aggr_us, int(interval_s * 1e6 * TRACE_AGGR_SHARE))
+    return max(sample_us, aggr_us)
 
 
 def kernel_config(kfs, option):

@@ -27,9 +27,11 @@ interval, a read that waits for the next one and takes the kernel's DAMON
 lock, so guests' reads queue behind each other), a read here costs no
 wait and covers the whole time since the last one.
 
-Events are read from the instance's ``trace_pipe`` without blocking; the
-ring buffer (``buffer_kb`` for each of the machine's possible CPUs: the
-kernel allocates it for every one) holds what arrives between two reads,
+Events are read from the instance's ``trace_pipe`` without blocking, at
+each ``take`` and whenever ``drain`` is called (the agent does so between
+samples); the ring buffer (``buffer_kb`` for each of the machine's
+possible CPUs: the kernel allocates it for every one) holds what arrives
+between two reads,
 and when it overflows the oldest events are lost -- the reads then cover
 the most recent part of the interval, and ``lost()`` counts the events.
 A new instance starts with the machine's global trace options; the ones
@@ -325,9 +327,10 @@ class TraceStream:
         if new > 0:
             LOG.warning('DAMON trace: %d events were overwritten before the '
                         'agent read them (the tracing buffer of %s is too '
-                        'small for the guests\' regions over one interval); '
-                        'reads cover the most recent part of the interval',
-                        new, self.dir)
+                        'small for the guests\' regions between two reads: '
+                        'raise [memtier] damon_trace_buffer_kb or '
+                        'damon_aggr_us); samples cover the rest of the '
+                        'interval', new, self.dir)
         return max(new, 0)
 
     def _remove(self):
