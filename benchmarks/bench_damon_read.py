@@ -31,10 +31,22 @@ after the other, as the agent does each interval.  Per source:
 * ``pass_s``: median wall time to sample all guests (what the agent's
   interval spends measuring), ``cpu_s`` the process's CPU time for it;
 * ``coverage``: median share of the wall time since a guest's previous
-  sample that its sample covers (DAMON's aggregation intervals in it).
+  sample that its sample covers (DAMON's aggregation intervals in it);
+* ``cpu_share``: the process's CPU time over a whole interval (the
+  samples, and with the trace the collecting between them, as the agent
+  does every ``collect_every_s``) per second of wall time;
+* ``lost_events``: trace events the tracing buffer overwrote before they
+  were read (0 for tried regions);
+* ``aggr_us``: DAMON's aggregation interval, each source's default for
+  ``--interval``.
+
+``--regions N`` holds every guest's DAMON at N regions (its minimum and
+maximum), e.g. 1000, DAMON's most, to see what the sources cost when
+the kdamonds report that many.
 
 ``pass_ratio`` = trace's ``pass_s`` / tried_regions' (lower is better);
-``coverage_ratio`` = trace's ``coverage`` / tried_regions'.  TCG slows
+``coverage_ratio`` = trace's ``coverage`` / tried_regions';
+``cpu_ratio`` = trace's ``cpu_share`` / tried_regions'.  TCG slows
 everything, the kdamonds included; the ratios are what count.
 
 ``placement`` runs the real agent (``loki-memtier-agent``, interval
@@ -125,10 +137,28 @@ def placement(source, args, hysteresis=None):
             'moved_mib_per_interval': round(sum(moved) / len(moved), 1)}
 
 
+def _rest(t, seconds):
+    """Wait as the agent does between intervals: the tracker collects
+    every ``collect_every_s`` if it asks to."""
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        every = t.collect_every_s
+        time.sleep(left if every is None else min(left, every))
+        if every is not None:
+            t.collect()
+
+
 def measure(source, guests, args):
     kfs = kernfs.KernelFS()
+    regions = {}
+    if args.regions:
+        regions = dict(min_regions=args.regions, max_regions=args.regions)
     with tempfile.TemporaryDirectory() as state:
-        t = damon.DamonTracker(kfs, state_dir=state, source=source)
+        t = damon.DamonTracker(kfs, state_dir=state, source=source,
+                               interval_s=args.interval, **regions)
         if t.damon_source != source:
             raise SystemExit('bench_damon_read: source %s is not available '
                              'here' % source)
@@ -138,9 +168,11 @@ def measure(source, guests, args):
             for g, layout in guests:          # the first read of each
                 t.sample(g, layout)
                 last[g.key] = time.monotonic()
-            passes, cpus, coverage = [], [], []
+            passes, cpus, coverage, rounds_cpu = [], [], [], []
+            lost0 = t._trace.lost() if t._trace else 0
             for _ in range(args.rounds):
-                time.sleep(args.interval)     # the agent's interval
+                r0 = time.process_time()
+                _rest(t, args.interval)       # the agent's interval
                 c0, w0 = time.process_time(), time.monotonic()
                 for g, layout in guests:
                     t.sample(g, layout)
@@ -149,11 +181,18 @@ def measure(source, guests, args):
                     last[g.key] = now
                 passes.append(time.monotonic() - w0)
                 cpus.append(time.process_time() - c0)
+                rounds_cpu.append(time.process_time() - r0)
+            lost = t._trace.lost() - lost0 if t._trace else 0
+            aggr_us = t.attrs['aggr_us']
         finally:
             t.close()
-    return {'pass_s': round(statistics.median(passes), 4),
+    return {'aggr_us': aggr_us,
+            'pass_s': round(statistics.median(passes), 4),
             'cpu_s': round(statistics.median(cpus), 4),
-            'coverage': round(statistics.median(coverage), 4)}
+            'cpu_share': round(statistics.median(rounds_cpu)
+                               / args.interval, 4),
+            'coverage': round(statistics.median(coverage), 4),
+            'lost_events': lost}
 
 
 def main(argv=None):
@@ -161,6 +200,10 @@ def main(argv=None):
     parser.add_argument('--guests', type=int, default=4)
     parser.add_argument('--size-mb', type=int, default=32)
     parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--regions', type=int,
+                        help='hold each guest\'s DAMON at this many '
+                             'regions (its min and max; default: DAMON\'s '
+                             'own 10-1000)')
     parser.add_argument('--interval', type=float, default=2.0)
     parser.add_argument('--agent-interval', type=float, default=2.0)
     parser.add_argument('--warmup', type=int, default=4)
@@ -184,7 +227,7 @@ def main(argv=None):
                             guest.Policy('static', 0), 'process')
             guests.append((g, guest.ChunkLayout(g.ranges, CHUNK)))
         report = {'guests': args.guests, 'interval_s': args.interval,
-                  'rounds': args.rounds}
+                  'rounds': args.rounds, 'regions': args.regions}
         for source in damon.SOURCES:
             report[source] = measure(source, guests, args)
     finally:
@@ -192,6 +235,7 @@ def main(argv=None):
             w.close()
     tried, trace = report['tried_regions'], report['trace']
     report['pass_ratio'] = round(trace['pass_s'] / tried['pass_s'], 4)
+    report['cpu_ratio'] = round(trace['cpu_share'] / tried['cpu_share'], 4)
     report['coverage_ratio'] = round(
         trace['coverage'] / tried['coverage'], 2)
     if not args.no_placement:

@@ -61,9 +61,10 @@ share, as above) and ``all_passed``.
 ``--compare-rules`` replays the recordings under both ways of turning
 DAMON regions into chunk values (loki's ratio to the oracle for each,
 with the first ``--tracker-window``); ``--hysteresis`` sets loki's
-hysteresis (default 256, the agent's with ``damon_source =
-tried_regions``; with ``trace`` it takes 64), to compare values on both
-kinds of trace.
+hysteresis, to compare values on both kinds of trace (default: the
+agent's for what the tracker sees -- 64 with ``interval``, as with
+``damon_source = trace``, the agent's default; 256 with a window of the
+last snapshots, as with ``tried_regions``).
 """
 
 import argparse
@@ -75,6 +76,7 @@ import sys
 
 import numpy as np
 
+from loki_nova.memtier import agent
 from loki_nova.memtier import classifier
 from loki_nova.memtier.sim import engine
 from loki_nova.memtier.sim import policies
@@ -272,6 +274,15 @@ WINDOW_MEANINGS = {
 }
 
 
+def window_params(window):
+    """loki's parameters by default for a tracker window: the agent's
+    hysteresis for a tracker that sees so much of the interval."""
+    if window == tracefile.WINDOW_INTERVAL:
+        return classifier.ClassifierParams(
+            hysteresis=agent.WHOLE_INTERVAL_HYSTERESIS)
+    return classifier.ClassifierParams()
+
+
 def _window(text):
     try:
         return tracefile.check_window(
@@ -295,8 +306,11 @@ def main(argv=None):
     parser.add_argument('--compare-rules', action='store_true',
                         help='replay the recordings under each chunk rule')
     parser.add_argument('--hysteresis', type=int,
-                        help='loki\'s hysteresis (default 256, the '
-                             'agent\'s with damon_source = tried_regions)')
+                        help='loki\'s hysteresis (default: the agent\'s '
+                             'for what the tracker sees: 64 for the '
+                             'recordings replayed with --tracker-window '
+                             'interval, as with damon_source = trace, 256 '
+                             'otherwise)')
     parser.add_argument('--tracker-window', action='append',
                         type=_window, metavar='N|interval',
                         help='replay the recordings with the tracker '
@@ -321,7 +335,8 @@ def main(argv=None):
         if not args.no_recorded and paths:
             report['recorded'] = {}
             for window in windows:
-                traces = recorded(paths, params, window=window)
+                traces = recorded(paths, params or window_params(window),
+                                  window=window)
                 report['recorded'][str(window)] = {
                     'traces': traces,
                     'all_passed': all(e['passed'] for t in traces.values()

@@ -185,23 +185,27 @@ memtier_opts = [
              'trace).'),
     cfg.StrOpt(
         'damon_source',
-        default='tried_regions',
-        choices=[('tried_regions', 'each agent interval asks every '
-                                   'guest\'s kdamond for its regions of the '
-                                   'last aggregation interval'),
-                 ('trace', 'every aggregation since the last agent '
+        default='trace',
+        choices=[('trace', 'every aggregation since the last agent '
                            'interval, from DAMON\'s damon_aggregated trace '
                            'event in a tracing instance of the agent\'s own '
-                           '(needs tracefs mounted)')],
+                           '(needs tracefs mounted)'),
+                 ('tried_regions', 'each agent interval asks every '
+                                   'guest\'s kdamond for its regions of the '
+                                   'last aggregation interval')],
         help='DAMON tracker: where each agent interval\'s regions come '
-             'from. tried_regions sees the last aggregation interval of '
-             'each agent interval (100 ms of 5 s by default), and its '
-             'reads wait for the kdamond and queue behind each other. '
-             'trace sees every aggregation of the interval, and a read '
-             'waits for nothing (one at the start); the agent falls back '
-             'to tried_regions, with a warning, when the kernel\'s tracefs '
-             'is not mounted or has no DAMON events. Default '
-             'tried_regions.'),
+             'from. trace sees every aggregation of the interval, and a '
+             'read waits for nothing (except for a guest whose kdamond has '
+             'reported no aggregation yet); it costs a ring buffer of '
+             'damon_trace_buffer_kb for each possible CPU, and the agent '
+             'falls back to tried_regions, with a warning, when the '
+             'kernel\'s tracefs is not mounted or has no DAMON events. '
+             'tried_regions sees the last aggregation interval of each '
+             'agent interval (100 ms of 5 s by default), its reads wait for '
+             'the kdamond and queue behind each other, and each read walks '
+             'a sysfs directory per DAMON region: in the sandbox, two '
+             'guests of 1000 regions took 11 s to read against 0.12 s from '
+             'the trace, and 0.50 of a CPU against 0.044. Default trace.'),
     cfg.IntOpt(
         'damon_trace_buffer_kb',
         default=1024,

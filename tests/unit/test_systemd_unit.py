@@ -197,7 +197,8 @@ def test_the_sandboxing_leaves_what_the_agent_needs():
     assert one(unit, 'Service', 'RuntimeDirectoryPreserve') == 'yes'
     assert one(unit, 'Service', 'ProtectSystem') == 'strict'
     writable = words(unit, 'Service', 'ReadWritePaths')
-    assert {'/run/loki-memtier', '-/sys/kernel/mm/damon'} <= writable
+    assert {'/run/loki-memtier', '-/sys/kernel/mm/damon',
+            '-/sys/kernel/tracing'} <= writable
     for key in ('ProtectHome', 'PrivateTmp', 'ProtectKernelTunables'):
         assert one(unit, 'Service', key) == 'yes'
     # libvirtd's socket and pid files stay visible

@@ -78,6 +78,9 @@ REGION_FIELDS_WITH_AGE = REGION_FIELDS + ('age',)
 #: takes every aggregation since the last sample from DAMON's trace event
 #: (``damontrace``).
 SOURCES = ('tried_regions', 'trace')
+#: The tracker's own default, for ``loki-memtier record`` (which reads the
+#: tried regions with their age); the agent's is ``[memtier]
+#: damon_source``, ``trace``.
 DEFAULT_SOURCE = 'tried_regions'
 #: DAMON's aggregation interval unless one is given, per source.  A
 #: tried-regions read waits for the end of an aggregation, so it is kept
