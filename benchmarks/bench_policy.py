@@ -81,6 +81,7 @@ from loki_nova.memtier import classifier
 from loki_nova.memtier.sim import engine
 from loki_nova.memtier.sim import policies
 from loki_nova.memtier.sim import tracefile
+from loki_nova.memtier import trackers
 from loki_nova.memtier.trackers import damon
 
 TRACES = ('zipf', 'hotset', 'phases', 'scan', 'uniform')
@@ -130,9 +131,11 @@ def replay(path, dram_share, chunk_rule=damon.DEFAULT_CHUNK_RULE,
         intervals=intervals, warmup=max(1, intervals // 10),
         interval_s=float(recording.meta['interval_s']),
         chunk_size=int(recording.meta['chunk_size']),
-        dram_share=dram_share, chunk_rule=chunk_rule, tracker_window=window)
+        dram_share=dram_share, chunk_rule=chunk_rule, tracker_window=window,
+        sample_scale=window_scale(window))
     guest = engine.GuestSpec('guest', 0, floor=dram_share, trace_file=path)
-    return engine.run([guest], config, params=params)
+    return engine.run([guest], config,
+                      params=params or window_params(window))
 
 
 def recorded(paths, params=None, chunk_rule=damon.DEFAULT_CHUNK_RULE,
@@ -182,7 +185,7 @@ def held_out(result, trace_path, chunk_rule=damon.DEFAULT_CHUNK_RULE,
     replay for comparison."""
     config = result.config
     trace = tracefile.RecordedTrace(trace_path, config.chunk_size,
-                                    chunk_rule, window)
+                                    chunk_rule, window, config.sample_scale)
     n, warmup = trace.intervals, config.warmup
     k = int(trace.chunks * config.dram_share)
     accesses = np.array([trace.accesses(i) for i in range(n)])
@@ -274,13 +277,27 @@ WINDOW_MEANINGS = {
 }
 
 
-def window_params(window):
-    """loki's parameters by default for a tracker window: the agent's
-    hysteresis for a tracker that sees so much of the interval."""
+def window_scale(window):
+    """The sample scale of the tracker a window stands for: DAMON's trace
+    for the whole interval, the common one otherwise."""
     if window == tracefile.WINDOW_INTERVAL:
-        return classifier.ClassifierParams(
-            hysteresis=agent.WHOLE_INTERVAL_HYSTERESIS)
-    return classifier.ClassifierParams()
+        return damon.TRACE_SCALE
+    return trackers.SAMPLE_SCALE
+
+
+def window_params(window, hysteresis=None):
+    """loki's parameters for a tracker window, as the agent sets them for
+    the tracker it stands for: heat per unit of its scale, and by default
+    the hysteresis for a tracker that sees so much of the interval."""
+    if hysteresis is None:
+        hysteresis = (agent.WHOLE_INTERVAL_HYSTERESIS
+                      if window == tracefile.WINDOW_INTERVAL
+                      else classifier.ClassifierParams().hysteresis)
+    return classifier.ClassifierParams(
+        access_weight=trackers.access_weight(
+            classifier.ClassifierParams().access_weight,
+            window_scale(window)),
+        hysteresis=hysteresis)
 
 
 def _window(text):
@@ -322,11 +339,15 @@ def main(argv=None):
     windows = args.tracker_window or [1, tracefile.WINDOW_INTERVAL]
     params = (classifier.ClassifierParams(hysteresis=args.hysteresis)
               if args.hysteresis is not None else None)
+
+    def recorded_params(window):
+        return window_params(window, args.hysteresis)
     paths = args.trace_file or sorted(glob.glob(os.path.join(
         RECORDED_DIR, '*.npz')))
     report = {}
     if args.compare_rules:
-        report['chunk_rules'] = compare_rules(paths, params, windows[0])
+        report['chunk_rules'] = compare_rules(
+            paths, recorded_params(windows[0]), windows[0])
     else:
         if not args.no_synthetic:
             report['synthetic'] = run(args.trace or TRACES,
@@ -335,7 +356,7 @@ def main(argv=None):
         if not args.no_recorded and paths:
             report['recorded'] = {}
             for window in windows:
-                traces = recorded(paths, params or window_params(window),
+                traces = recorded(paths, recorded_params(window),
                                   window=window)
                 report['recorded'][str(window)] = {
                     'traces': traces,

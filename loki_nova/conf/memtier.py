@@ -104,7 +104,14 @@ memtier_opts = [
         min=1,
         max=65535,
         help='Heat added for every sampled access of a chunk in one '
-             'interval. Heat saturates at 65535. Default 64.'),
+             'interval, per unit of the common sample scale of 0-20 (the '
+             'share of the tracker\'s checks that saw the chunk '
+             'accessed). A tracker with a finer scale adds the same heat '
+             'for the same share in smaller steps: DAMON\'s trace samples '
+             'on 0-160 and adds heat_per_access / 8 per unit (8 at the '
+             'default). A chunk counts as hot (a guest\'s hot demand) '
+             'with at least this much heat. Heat saturates at 65535. '
+             'Default 64.'),
     cfg.IntOpt(
         'hysteresis',
         min=0,
@@ -165,7 +172,8 @@ memtier_opts = [
         help='DAMON tracker: DAMON\'s aggregation interval in '
              'microseconds, at least damon_sample_us. A sample scales the '
              'regions\' access counts (sampled checks that found them '
-             'accessed) to 0-20. With damon_source = tried_regions each '
+             'accessed) to 0-20 (0-160 with the trace). With damon_source '
+             '= tried_regions each '
              'agent interval takes the last aggregation interval only, '
              'waiting for it to end (up to about 3 aggregation intervals, '
              'measured on a 6.12 kernel), and the kernel takes one read at '

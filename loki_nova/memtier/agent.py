@@ -284,10 +284,21 @@ class Agent:
                                   stop=self.stop),
             batch_pages=conf.move_batch_pages)
         self.chunk_size = conf.chunk_size_kb * 1024
+        scale = getattr(self.tracker, 'scale', trackers.SAMPLE_SCALE)
         self.params = classifier.ClassifierParams(
             decay_shift=conf.heat_decay_shift,
-            access_weight=conf.heat_per_access,
+            access_weight=trackers.access_weight(conf.heat_per_access,
+                                                 scale),
             hysteresis=self._hysteresis(conf))
+        if scale != trackers.SAMPLE_SCALE:
+            LOG.info('samples run 0-%d: heat %d per unit (heat_per_access '
+                     '%d per unit of 0-%d)', scale,
+                     self.params.access_weight, conf.heat_per_access,
+                     trackers.SAMPLE_SCALE)
+        #: A chunk is hot (the guest's hot demand) with at least the heat
+        #: of one unit of the common scale: on a finer one, a chunk that
+        #: was accessed less than that stays out of it.
+        self.hot_heat = conf.heat_per_access
         self.tier_of_node = np.array(self.topology.node_to_tier(),
                                      dtype=np.uint8)
         self.guests = {}
@@ -718,7 +729,8 @@ class Agent:
         m.tier = tier
         m.record_heat(self.number)
         c = plan.classification
-        m.hot_mb = m.planner.hot_chunks(c.histogram) * self.chunk_size / MiB
+        m.hot_mb = (m.planner.hot_chunks(c.histogram, self.hot_heat)
+                    * self.chunk_size / MiB)
         st.budget_mb = budget_mb
         st.hot_mb = m.hot_mb
         st.dram_mb = float(sizes[tier == classifier.TIER_FAST].sum()) / MiB
@@ -1024,7 +1036,7 @@ class Agent:
                 'chunk_kb': self.chunk_size // 1024,
                 'interval_s': self.conf.interval,
                 'heat_max': int(classifier.HEAT_MAX),
-                'hot_heat': int(self.params.access_weight),
+                'hot_heat': int(self.hot_heat),
                 'intervals': [r[0] for r in rows],
                 'heat': [r[1].tolist() for r in rows],
                 'dram_percent': [r[2].tolist() for r in rows]}

@@ -84,6 +84,36 @@ def test_hysteresis_defaults_by_how_much_of_the_interval_is_seen(
     assert agent.params.hysteresis == 300
 
 
+def test_heat_per_access_is_per_unit_of_the_common_scale(
+        tmp_path, two_guests):
+    """A tracker with a finer scale (DAMON's trace: 0-160) adds less heat
+    per unit, the same for the same share of accesses; a chunk is hot
+    with at least one unit of the common 0-20 scale."""
+    def source(g, layout, n):
+        out = np.zeros(len(layout), np.uint8)
+        out[:4] = 8       # 1/20 of the checks on 0-160
+        out[4:8] = 4      # 1/40
+        return out
+
+    topo = topology.discover(kernfs.KernelFS(os.path.join(FIXTURES,
+                                                          'two_tier')))
+    reports = {}
+    for scale in (trackers.SAMPLE_SCALE, 160):
+        tracker = replay.ReplayTracker(source)
+        tracker.scale = scale
+        agent = agent_mod.Agent(
+            make_conf(tmp_path), topology=topo, tracker=tracker,
+            mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+        assert agent.params.access_weight == 64 * trackers.SAMPLE_SCALE \
+            // scale
+        assert agent.hot_heat == 64
+        reports[scale] = agent.run_interval().guests['static1']
+    # On 0-20 both groups count as at least one access: 8 chunks hot.
+    assert reports[trackers.SAMPLE_SCALE].hot_mb == 16
+    # On 0-160 the chunks seen at 1/40 of the checks are not.
+    assert reports[160].hot_mb == 8
+
+
 def hot_first(mb):
     def source(g, layout, n):
         out = np.zeros(len(layout), np.uint8)

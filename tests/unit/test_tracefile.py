@@ -255,6 +255,11 @@ def test_each_tracker_window_reads_its_own_snapshots():
     for (rule, window), values in expected.items():
         trace = tracefile.RecordedTrace(rec, rule=rule, window=window)
         assert trace.samples(0).tolist() == values, (rule, window)
+    # On DAMON's trace scale, as the agent reads it: 25 / 3 and 12.5 / 3
+    # of 20 are 66.7 and 33.3 of 160, rounded up.
+    fine = tracefile.RecordedTrace(rec, rule='bytes', window='interval',
+                                   scale=damon.TRACE_SCALE)
+    assert fine.samples(0).tolist() == [67, 34]
 
 
 @pytest.mark.parametrize('window', [0, -1, 1.5, '2', 'all', True, None])

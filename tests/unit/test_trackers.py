@@ -229,6 +229,38 @@ def test_damon_regions_of_several_aggregations_give_their_mean():
         damon.regions_to_chunks(both, layout, 20, 'hottest', 2)
 
 
+def test_a_finer_sample_scale_keeps_apart_what_0_20_rounds_together():
+    """Means over many aggregations are mostly small: on 0-20 they round
+    up to the same 1, on DAMON's trace scale (0-160) they keep their
+    order, and the heat per unit shrinks in step."""
+    g = make_guest(4 * 512)
+    layout = guest.ChunkLayout(g.ranges, 2 << 20)
+    mb = 1 << 20
+    # Over 10 aggregations of 20 checks: 1, 5, 9 and 200 sampled accesses.
+    regions = np.array([[BASE, BASE + 2 * mb, 1],
+                        [BASE + 2 * mb, BASE + 4 * mb, 5],
+                        [BASE + 4 * mb, BASE + 6 * mb, 9],
+                        [BASE + 6 * mb, BASE + 8 * mb, 200]],
+                       dtype=np.uint64)
+    common = damon.regions_to_chunks(regions, layout, 20, aggregations=10)
+    fine = damon.regions_to_chunks(regions, layout, 20, aggregations=10,
+                                   scale=damon.TRACE_SCALE)
+    assert common.tolist() == [1, 1, 1, 20]
+    # 1/200, 5/200 and 9/200 of 160, rounded up; all of it is 160.
+    assert fine.tolist() == [1, 4, 8, 160]
+    # The same heat for the same share: 64 per 1/20 is 8 per 1/160.
+    assert trackers.access_weight(64, trackers.SAMPLE_SCALE) == 64
+    assert trackers.access_weight(64, damon.TRACE_SCALE) == 8
+    assert trackers.access_weight(100, damon.TRACE_SCALE) == 12
+    assert trackers.access_weight(1, damon.TRACE_SCALE) == 1
+    for bad in (0, 256, 2.5):
+        with pytest.raises(ValueError, match='scale must be a whole number '
+                                             'of 1-255'):
+            damon.regions_to_chunks(regions, layout, 20, scale=bad)
+    with pytest.raises(ValueError, match='sample scale must be at least 1'):
+        trackers.access_weight(64, 0)
+
+
 TRACE_TEXT = b"""\
        kdamond.0-172     [000] .....    35.101: damon_aggregated: \
 target_id=0 nr_regions=3 4096-8192: 5 1

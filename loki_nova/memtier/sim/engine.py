@@ -44,6 +44,7 @@ from loki_nova.memtier.sim import policies as policies_mod
 from loki_nova.memtier.sim import sampler as sampler_mod
 from loki_nova.memtier.sim import tracefile
 from loki_nova.memtier.sim import traces as traces_mod
+from loki_nova.memtier import trackers
 from loki_nova.memtier.trackers import damon
 
 MiB = planner_mod.MiB
@@ -117,6 +118,11 @@ class SimConfig:
     #: ``'interval'`` one as long as the interval (synthetic traces
     #: ignore it).
     tracker_window: object = 1
+    #: The scale of the recorded traces' samples (``trackers.SAMPLE_SCALE``;
+    #: ``damon.TRACE_SCALE`` for DAMON's trace); synthetic traces ignore
+    #: it.  Loki's ``access_weight`` should match (``trackers.
+    #: access_weight``).
+    sample_scale: int = trackers.SAMPLE_SCALE
 
     def __post_init__(self):
         self.tracker_window = tracefile.check_window(self.tracker_window)
@@ -164,7 +170,7 @@ class Host:
             if spec.trace_file is not None:
                 trace = tracefile.RecordedTrace(
                     spec.trace_file, config.chunk_size, config.chunk_rule,
-                    config.tracker_window)
+                    config.tracker_window, config.sample_scale)
                 if config.intervals > trace.intervals:
                     raise ValueError(
                         'guest %s: %s holds %d intervals, fewer than the '

@@ -64,6 +64,7 @@ import zipfile
 
 import numpy as np
 
+from loki_nova.memtier import trackers
 from loki_nova.memtier.trackers import damon
 
 FORMAT = 'loki-memtier-trace'
@@ -377,9 +378,12 @@ class RecordedTrace:
         its end, one read of the tracker covers: a whole number >= 1 or
         ``WINDOW_INTERVAL`` (all); an interval with fewer snapshots gives
         all it has.
+    :param scale: the samples' scale (``trackers.SAMPLE_SCALE``, or
+        ``damon.TRACE_SCALE`` as DAMON's trace reports).
     """
 
-    def __init__(self, recording, chunk_size=None, rule=None, window=1):
+    def __init__(self, recording, chunk_size=None, rule=None, window=1,
+                 scale=trackers.SAMPLE_SCALE):
         if isinstance(recording, (str, os.PathLike)):
             path = os.fspath(recording)
             recording = load(path)
@@ -393,6 +397,7 @@ class RecordedTrace:
             raise ValueError('chunk rule must be one of %s, got %r'
                              % (', '.join(damon.CHUNK_RULES), self.rule))
         self.window = check_window(window)
+        self.scale = scale
         self.chunk_size = int(chunk_size or recording.meta['chunk_size'])
         self.interval_s = float(recording.meta['interval_s'])
         self.intervals = recording.intervals
@@ -444,9 +449,11 @@ class RecordedTrace:
             # against k times the most one can count.
             return damon.regions_to_chunks(
                 np.concatenate(regions), self.layout,
-                self.max_accesses * len(regions), self.rule)
+                self.max_accesses * len(regions), self.rule,
+                scale=self.scale)
         values = [damon.regions_to_chunks(r, self.layout, self.max_accesses,
-                                          self.rule) for r in regions]
+                                          self.rule, scale=self.scale)
+                  for r in regions]
         total = np.sum(values, axis=0, dtype=np.int64)
         return (-(-total // len(values))).astype(np.uint8)
 

@@ -15,10 +15,14 @@
 """Access trackers: per chunk and interval, how often the guest touched it.
 
 Every tracker answers ``sample(guest, layout)`` with a uint8 array, one
-value per chunk, on a common scale of 0 to ``SAMPLE_SCALE``: the share of
-the tracker's observations in that interval that saw the chunk accessed
+value per chunk, on a scale of 0 to its ``scale``: the share of the
+tracker's observations in that interval that saw the chunk accessed
 (DAMON: sampled access checks; idle-page and soft-dirty: pages of the chunk
-touched).  The classifier adds ``heat_per_access`` per unit.
+touched), rounded up so that any access counts.  ``heat_per_access`` is
+stated per unit of the common scale, 0 to ``SAMPLE_SCALE``; a tracker
+with a finer scale (DAMON's trace, whose samples average many
+aggregations) gets the same heat for the same share of accesses in
+smaller steps (``access_weight``).
 
 Which tracker runs is ``[memtier] tracker``; ``auto`` takes the first the
 kernel offers of DAMON (vaddr), the idle-page bitmap and soft-dirty.  A
@@ -30,7 +34,8 @@ import logging
 
 LOG = logging.getLogger(__name__)
 
-#: Values of a sample run from 0 (not seen accessed) to SAMPLE_SCALE.
+#: Values of a sample run from 0 (not seen accessed) to a tracker's
+#: ``scale``; this one by default, and the one heat_per_access counts in.
 SAMPLE_SCALE = 20
 KINDS = ('damon', 'idle_page', 'soft_dirty')
 
@@ -48,6 +53,8 @@ class Tracker:
     """Interface of the trackers."""
 
     name = None
+    #: The value of a chunk seen accessed at every observation.
+    scale = SAMPLE_SCALE
     #: How often, in seconds, the agent calls ``collect()`` while it waits
     #: for the next interval; None: never.
     collect_every_s = None
@@ -69,6 +76,16 @@ class Tracker:
 
     def close(self):
         """Release kernel resources (kdamonds)."""
+
+
+def access_weight(heat_per_access, scale):
+    """Heat per unit of a sample on ``scale`` for ``heat_per_access`` per
+    unit of ``SAMPLE_SCALE``: the same heat for the same share of
+    accesses, rounded, at least 1."""
+    if scale < 1:
+        raise ValueError('a sample scale must be at least 1, got %r'
+                         % (scale,))
+    return max(1, int(round(heat_per_access * SAMPLE_SCALE / scale)))
 
 
 def create(kind, kfs, **kwargs):

@@ -91,6 +91,13 @@ DEFAULT_SOURCE = 'tried_regions'
 #: time between samples, when known.
 DEFAULT_AGGR_US = {'tried_regions': 100000, 'trace': 1000000}
 TRACE_AGGR_SHARE = 0.2
+#: The trace's sample scale (``trackers.SAMPLE_SCALE`` otherwise): its
+#: samples are means over many aggregations, and on the common 0-20 scale
+#: nearly every chunk rounds up to 1 or 2 -- on the recordings replayed
+#: with a whole-interval view, 0-160 placed 0.974 of the oracle's hits on
+#: average against 0.970.  A multiple of 20, so the default
+#: heat_per_access (64) comes out whole (8).
+TRACE_SCALE = 160
 #: With the trace, the agent empties the tracing buffer this often between
 #: samples, so that it need only hold this long of the kdamonds' events.
 COLLECT_EVERY_S = 0.5
@@ -179,6 +186,8 @@ class DamonTracker(trackers.Tracker):
                                       interval_s)
         self.attrs = dict(sample_us=sample_us, aggr_us=aggr_us,
                           update_us=update_us)
+        if self.damon_source == 'trace':
+            self.scale = TRACE_SCALE
         self.max_accesses = max(1, aggr_us // sample_us)
         LOG.info('DAMON: sampling every %d us, aggregating every %d us',
                  sample_us, aggr_us)
@@ -350,7 +359,7 @@ class DamonTracker(trackers.Tracker):
                 'its kdamond (pid %d) in %.1f s' % (guest.key, pid,
                                                     3 * aggr_s))
         return regions_to_chunks(regions, layout, self.max_accesses,
-                                 'bytes', aggregations)
+                                 'bytes', aggregations, self.scale)
 
     @property
     def collect_every_s(self):
@@ -450,9 +459,10 @@ def _ramp(points, value, x):
 
 
 def regions_to_chunks(regions, layout, max_accesses,
-                      rule=DEFAULT_CHUNK_RULE, aggregations=1):
+                      rule=DEFAULT_CHUNK_RULE, aggregations=1,
+                      scale=trackers.SAMPLE_SCALE):
     """DAMON regions (start, end, nr_accesses rows) -> per-chunk samples on
-    the 0..SAMPLE_SCALE scale.
+    the 0..``scale`` scale (at most 255).
 
     ``bytes``: the chunk's mean ``nr_accesses`` over its bytes (bytes no
     region covers count as not accessed) and over ``aggregations``
@@ -466,6 +476,9 @@ def regions_to_chunks(regions, layout, max_accesses,
     if rule not in CHUNK_RULES:
         raise ValueError('rule must be one of %s, got %r'
                          % (', '.join(CHUNK_RULES), rule))
+    if not isinstance(scale, (int, np.integer)) or not 1 <= scale <= 255:
+        raise ValueError('scale must be a whole number of 1-255, got %r'
+                         % (scale,))
     if not isinstance(aggregations, (int, np.integer)) or aggregations < 1 \
             or (rule != 'bytes' and aggregations != 1):
         raise ValueError('aggregations must be a whole number >= 1 (and 1 '
@@ -478,10 +491,10 @@ def regions_to_chunks(regions, layout, max_accesses,
         weighted = weighted_accesses(regions, layout)
         pages = (layout.sizes // np.uint64(PAGE)).astype(np.int64)
         denominator = np.maximum(pages, 1) * max_accesses * aggregations
-        scaled = -(-weighted * trackers.SAMPLE_SCALE // denominator)
-        return np.minimum(scaled, trackers.SAMPLE_SCALE).astype(np.uint8)
-    value = np.minimum(regions[:, 2] * trackers.SAMPLE_SCALE // max_accesses,
-                       trackers.SAMPLE_SCALE).astype(np.uint8)
+        scaled = -(-weighted * int(scale) // denominator)
+        return np.minimum(scaled, scale).astype(np.uint8)
+    value = np.minimum(regions[:, 2] * np.uint64(scale) // max_accesses,
+                       scale).astype(np.uint8)
     ends = layout.starts + layout.sizes
     lo = np.searchsorted(ends, regions[:, 0], side='right')
     hi = np.searchsorted(layout.starts, regions[:, 1], side='left')
