@@ -21,8 +21,10 @@ Run it inside the sandbox (it needs DAMON)::
         .venv/bin/python benchmarks/bench_damon_read.py --json
 
 ``--guests`` workload processes (each ``--size-mb`` with a hot part)
-are monitored by one DamonTracker with the agent's DAMON intervals (5 ms
-/ 100 ms), once per source: ``tried_regions`` (each read asks the guest's
+are monitored by one DamonTracker with the agent's DAMON intervals for
+each source (sampling every 5 ms, aggregating every 100 ms for tried
+regions and, for the trace, every 1 s or a fifth of ``--interval``),
+once per source: ``tried_regions`` (each read asks the guest's
 kdamond for its last aggregation) and ``trace`` (each read takes every
 aggregation since the last from DAMON's trace event).  Every
 ``--interval`` seconds, ``--rounds`` times, all guests are sampled one
@@ -32,9 +34,10 @@ after the other, as the agent does each interval.  Per source:
   interval spends measuring), ``cpu_s`` the process's CPU time for it;
 * ``coverage``: median share of the wall time since a guest's previous
   sample that its sample covers (DAMON's aggregation intervals in it);
-* ``cpu_share``: the process's CPU time over a whole interval (the
-  samples, and with the trace the collecting between them, as the agent
-  does every ``collect_every_s``) per second of wall time;
+* ``cpu_share``: the process's CPU time over a whole round (the wait of
+  ``--interval``, with the trace's collecting in it as the agent does
+  every ``collect_every_s``, then the samples) per second of the round's
+  wall time;
 * ``lost_events``: trace events the tracing buffer overwrote before they
   were read (0 for tried regions);
 * ``aggr_us``: DAMON's aggregation interval, each source's default for
@@ -171,7 +174,7 @@ def measure(source, guests, args):
             passes, cpus, coverage, rounds_cpu = [], [], [], []
             lost0 = t._trace.lost() if t._trace else 0
             for _ in range(args.rounds):
-                r0 = time.process_time()
+                r0, rw0 = time.process_time(), time.monotonic()
                 _rest(t, args.interval)       # the agent's interval
                 c0, w0 = time.process_time(), time.monotonic()
                 for g, layout in guests:
@@ -181,7 +184,8 @@ def measure(source, guests, args):
                     last[g.key] = now
                 passes.append(time.monotonic() - w0)
                 cpus.append(time.process_time() - c0)
-                rounds_cpu.append(time.process_time() - r0)
+                rounds_cpu.append((time.process_time() - r0)
+                                  / (time.monotonic() - rw0))
             lost = t._trace.lost() - lost0 if t._trace else 0
             aggr_us = t.attrs['aggr_us']
         finally:
@@ -189,8 +193,7 @@ def measure(source, guests, args):
     return {'aggr_us': aggr_us,
             'pass_s': round(statistics.median(passes), 4),
             'cpu_s': round(statistics.median(cpus), 4),
-            'cpu_share': round(statistics.median(rounds_cpu)
-                               / args.interval, 4),
+            'cpu_share': round(statistics.median(rounds_cpu), 4),
             'coverage': round(statistics.median(coverage), 4),
             'lost_events': lost}
 

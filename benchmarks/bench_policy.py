@@ -76,12 +76,10 @@ import sys
 
 import numpy as np
 
-from loki_nova.memtier import agent
 from loki_nova.memtier import classifier
 from loki_nova.memtier.sim import engine
 from loki_nova.memtier.sim import policies
 from loki_nova.memtier.sim import tracefile
-from loki_nova.memtier import trackers
 from loki_nova.memtier.trackers import damon
 
 TRACES = ('zipf', 'hotset', 'phases', 'scan', 'uniform')
@@ -131,11 +129,9 @@ def replay(path, dram_share, chunk_rule=damon.DEFAULT_CHUNK_RULE,
         intervals=intervals, warmup=max(1, intervals // 10),
         interval_s=float(recording.meta['interval_s']),
         chunk_size=int(recording.meta['chunk_size']),
-        dram_share=dram_share, chunk_rule=chunk_rule, tracker_window=window,
-        sample_scale=window_scale(window))
+        dram_share=dram_share, chunk_rule=chunk_rule, tracker_window=window)
     guest = engine.GuestSpec('guest', 0, floor=dram_share, trace_file=path)
-    return engine.run([guest], config,
-                      params=params or window_params(window))
+    return engine.run([guest], config, params=params)
 
 
 def recorded(paths, params=None, chunk_rule=damon.DEFAULT_CHUNK_RULE,
@@ -277,29 +273,6 @@ WINDOW_MEANINGS = {
 }
 
 
-def window_scale(window):
-    """The sample scale of the tracker a window stands for: DAMON's trace
-    for the whole interval, the common one otherwise."""
-    if window == tracefile.WINDOW_INTERVAL:
-        return damon.TRACE_SCALE
-    return trackers.SAMPLE_SCALE
-
-
-def window_params(window, hysteresis=None):
-    """loki's parameters for a tracker window, as the agent sets them for
-    the tracker it stands for: heat per unit of its scale, and by default
-    the hysteresis for a tracker that sees so much of the interval."""
-    if hysteresis is None:
-        hysteresis = (agent.WHOLE_INTERVAL_HYSTERESIS
-                      if window == tracefile.WINDOW_INTERVAL
-                      else classifier.ClassifierParams().hysteresis)
-    return classifier.ClassifierParams(
-        access_weight=trackers.access_weight(
-            classifier.ClassifierParams().access_weight,
-            window_scale(window)),
-        hysteresis=hysteresis)
-
-
 def _window(text):
     try:
         return tracefile.check_window(
@@ -341,7 +314,10 @@ def main(argv=None):
               if args.hysteresis is not None else None)
 
     def recorded_params(window):
-        return window_params(window, args.hysteresis)
+        if args.hysteresis is None:
+            return None               # the engine's default_params
+        return engine.default_params(
+            engine.SimConfig(tracker_window=window), args.hysteresis)
     paths = args.trace_file or sorted(glob.glob(os.path.join(
         RECORDED_DIR, '*.npz')))
     report = {}

@@ -342,7 +342,8 @@ def _add_record(subparsers):
     parser.add_argument('--aggr-us', type=_positive('--aggr-us', int),
                         default=100000,
                         help='DAMON aggregation interval (default 100000 '
-                             'us, as the agent)')
+                             'us, as the agent with damon_source = '
+                             'tried_regions)')
     parser.add_argument('--update-us', type=_positive('--update-us', int),
                         default=1000000,
                         help='DAMON operations update interval (default '

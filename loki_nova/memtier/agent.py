@@ -284,21 +284,15 @@ class Agent:
                                   stop=self.stop),
             batch_pages=conf.move_batch_pages)
         self.chunk_size = conf.chunk_size_kb * 1024
-        scale = getattr(self.tracker, 'scale', trackers.SAMPLE_SCALE)
-        self.params = classifier.ClassifierParams(
-            decay_shift=conf.heat_decay_shift,
-            access_weight=trackers.access_weight(conf.heat_per_access,
-                                                 scale),
-            hysteresis=self._hysteresis(conf))
-        if scale != trackers.SAMPLE_SCALE:
-            LOG.info('samples run 0-%d: heat %d per unit (heat_per_access '
-                     '%d per unit of 0-%d)', scale,
-                     self.params.access_weight, conf.heat_per_access,
-                     trackers.SAMPLE_SCALE)
+        try:
+            self.params = self._classifier_params(conf)
+        except Exception:
+            self.tracker.close()
+            raise
         #: A chunk is hot (the guest's hot demand) with at least the heat
-        #: of one unit of the common scale: on a finer one, a chunk that
-        #: was accessed less than that stays out of it.
-        self.hot_heat = conf.heat_per_access
+        #: of one sampled access on the common scale: on a finer one, a
+        #: chunk accessed less than that stays out of it.
+        self.hot_heat = self.params.unit
         self.tier_of_node = np.array(self.topology.node_to_tier(),
                                      dtype=np.uint8)
         self.guests = {}
@@ -639,6 +633,25 @@ class Agent:
                  sum(s.demoted_mb for s in stats.values()), report.wall_s,
                  report.cpu_s)
         return report
+
+    def _classifier_params(self, conf):
+        """The classifier's parameters from the configuration, for the
+        tracker's sample scale (``trackers.access_weight``)."""
+        scale = getattr(self.tracker, 'scale', trackers.SAMPLE_SCALE)
+        weight = trackers.access_weight(conf.heat_per_access, scale)
+        unit = weight * scale // trackers.SAMPLE_SCALE
+        if scale != trackers.SAMPLE_SCALE:
+            LOG.info('samples run 0-%d: heat %d per unit, %d per sampled '
+                     'access on 0-%d', scale, weight, unit,
+                     trackers.SAMPLE_SCALE)
+            if unit != conf.heat_per_access:
+                LOG.warning('[memtier] heat_per_access %d is not a multiple '
+                            'of %d: with samples of 0-%d it counts as %d',
+                            conf.heat_per_access,
+                            scale // trackers.SAMPLE_SCALE, scale, unit)
+        return classifier.ClassifierParams(
+            decay_shift=conf.heat_decay_shift, access_weight=weight,
+            hysteresis=self._hysteresis(conf), unit_heat=unit)
 
     def _hysteresis(self, conf):
         """[memtier] hysteresis, or its default for the tracker: samples

@@ -85,7 +85,7 @@ def test_hysteresis_defaults_by_how_much_of_the_interval_is_seen(
 
 
 def test_heat_per_access_is_per_unit_of_the_common_scale(
-        tmp_path, two_guests):
+        tmp_path, two_guests, caplog):
     """A tracker with a finer scale (DAMON's trace: 0-160) adds less heat
     per unit, the same for the same share of accesses; a chunk is hot
     with at least one unit of the common 0-20 scale."""
@@ -112,6 +112,18 @@ def test_heat_per_access_is_per_unit_of_the_common_scale(
     assert reports[trackers.SAMPLE_SCALE].hot_mb == 16
     # On 0-160 the chunks seen at 1/40 of the checks are not.
     assert reports[160].hot_mb == 8
+    # A heat_per_access that 160 / 20 does not divide is rounded, and the
+    # agent says what it counts as.
+    tracker = replay.ReplayTracker(source)
+    tracker.scale = 160
+    with caplog.at_level(logging.WARNING):
+        agent = agent_mod.Agent(
+            make_conf(tmp_path, heat_per_access=100), topology=topo,
+            tracker=tracker,
+            mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+    assert (agent.params.access_weight, agent.hot_heat) == (13, 104)
+    assert 'heat_per_access 100 is not a multiple of 8: with samples of ' \
+        '0-160 it counts as 104' in caplog.text
 
 
 def hot_first(mb):

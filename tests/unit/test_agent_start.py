@@ -17,8 +17,11 @@ DRAM reserve that leaves guests no DRAM, each with one line naming it.
 (A DRAM node without memory and malformed sysfs files are in
 test_topology.py.)"""
 
+import logging
+
 import pytest
 
+from loki_nova.memtier import agent as agent_mod
 from loki_nova.memtier import topology
 from tests.unit.test_agent import hot_first
 from tests.unit.test_agent import make_agent
@@ -65,3 +68,22 @@ def test_a_damon_aggregation_shorter_than_its_sample_is_refused(tmp_path):
         make_agent(make_conf(tmp_path, tracker='damon',
                              damon_sample_us=5000, damon_aggr_us=1000),
                    hot_first(4))
+
+
+def test_damon_intervals_left_unset_are_the_trackers_and_long_ones_warn(
+        tmp_path, caplog):
+    # Unset, damon_aggr_us is the tracker's per source: nothing to check.
+    conf = make_conf(tmp_path, tracker='damon')
+    assert conf.damon_aggr_us is None and conf.damon_source == 'trace'
+    agent_mod.check_damon_intervals(conf)
+    assert 'damon_aggr_us' not in caplog.text
+    # Longer than the interval: each source says what it costs.
+    for source, why in (('trace', 'some intervals see no aggregation of a '
+                                  'guest'),
+                        ('tried_regions', 'each interval waits that long')):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            agent_mod.check_damon_intervals(make_conf(
+                tmp_path, tracker='damon', interval=1.0,
+                damon_aggr_us=2000000, damon_source=source))
+        assert why in caplog.text, source

@@ -66,7 +66,8 @@ def intervals(draw, max_chunks=300):
         decay_shift=draw(st.integers(0, 15)),
         access_weight=draw(st.sampled_from([0, 1, 64, 300, 65535])),
         hysteresis=draw(st.sampled_from([0, 1, 64, 512, 70000])),
-        fill_min=draw(st.sampled_from([1, 2, 100, 65535, 65536])))
+        fill_min=draw(st.sampled_from([1, 2, 100, 65535, 65536])),
+        unit_heat=draw(st.sampled_from([None, 0, 8, 64, 65535])))
     return access, tier, heat, budget, cap, params
 
 
@@ -326,10 +327,36 @@ def test_read_only_heat_is_rejected():
 
 @pytest.mark.parametrize('field, value', [
     ('decay_shift', 16), ('decay_shift', -1), ('access_weight', 65536),
-    ('hysteresis', -1), ('fill_min', 0), ('decay_shift', 1.0)])
+    ('hysteresis', -1), ('fill_min', 0), ('decay_shift', 1.0),
+    ('unit_heat', 65536), ('unit_heat', -1)])
 def test_bad_params_name_the_field(field, value):
     with pytest.raises((ValueError, TypeError), match=field):
         classifier.ClassifierParams(**{field: value})
+
+
+def test_the_cold_level_is_one_access_on_the_common_scale():
+    """With samples finer than the common scale (DAMON's trace: 8 heat
+    per unit of 0-160 for 64 per unit of 0-20) a DRAM chunk is cold below
+    the heat of one common unit as before, not of one fine unit: at
+    decay_shift 4 a chunk at heat 10 never decays, and must still give
+    way to a slow one that is hotter, though by less than the
+    hysteresis."""
+    coarse = classifier.ClassifierParams(decay_shift=4, access_weight=64,
+                                         hysteresis=64)
+    fine = classifier.ClassifierParams(decay_shift=4, access_weight=8,
+                                       hysteresis=64, unit_heat=64)
+    assert fine.unit == 64 and coarse.unit == 64
+    assert classifier.ClassifierParams(access_weight=8).unit == 8
+    for params in (coarse, fine):
+        for backend in classifier.BACKENDS:
+            access = np.zeros(2, dtype=np.uint8)
+            tier = np.array([classifier.TIER_FAST, classifier.TIER_SLOW],
+                            dtype=np.uint8)
+            heat = np.array([10, 60], dtype=np.uint16)
+            result = classifier.classify(access, tier, heat, 1, 4, params,
+                                         backend=backend)
+            assert result.promote.tolist() == [1], (params, backend)
+            assert result.demote.tolist() == [0], (params, backend)
 
 
 def test_compiled_kernel_releases_the_gil():

@@ -285,8 +285,46 @@ def test_the_engine_observes_through_the_tracker_window(tmp_path):
         accesses, sampled, _ = host.draw(1, sampler)
         seen[window] = (accesses.tolist(), sampled.tolist())
     assert seen[1][1] == [0, 3, 6, 0]
-    assert seen['interval'][1] == [2, 4, 5, 1]
+    # The whole interval is DAMON's trace, on its scale of 0-160; on 0-20
+    # it would be [2, 4, 5, 1].
+    assert seen['interval'][1] == [16, 26, 40, 4]
     assert seen[1][0] == seen['interval'][0]
+    config = engine.SimConfig(intervals=2, warmup=0, dram_share=0.5,
+                              interval_s=1.0, tracker_window='interval',
+                              sample_scale=20)
+    host, sampler = engine._start(
+        [engine.GuestSpec('g', 0, floor=0.5, trace_file=path)], config)
+    assert host.draw(1, sampler)[1].tolist() == [2, 4, 5, 1]
+
+
+def test_replays_run_loki_as_the_agent_sets_it_for_the_tracker():
+    """The engine's default parameters are the agent's for the tracker a
+    window stands for: tried regions (common scale, hysteresis 256) or
+    DAMON's trace (0-160: 8 heat per unit, hot and cold levels one
+    common unit, hysteresis 64)."""
+    last = engine.default_params(engine.SimConfig())
+    assert (last.access_weight, last.unit, last.hysteresis) == (64, 64, 256)
+    whole = engine.default_params(engine.SimConfig(tracker_window='interval'))
+    assert (whole.access_weight, whole.unit, whole.hysteresis) == (8, 64, 64)
+    assert engine.default_params(engine.SimConfig(), 32).hysteresis == 32
+    for bad in (0, 30, 260, 160.0):
+        with pytest.raises(ValueError, match='sample_scale must be a '
+                                             'multiple of 20 up to 255'):
+            engine.SimConfig(sample_scale=bad)
+
+
+def test_synthetic_samples_are_spread_onto_a_finer_scale():
+    """Synthetic samples count units of the common scale; on a finer one
+    each is worth as many of its units."""
+    guest = engine.GuestSpec('g', 64, trace='zipf')
+    drawn = {}
+    for scale in (20, 160):
+        config = engine.SimConfig(intervals=2, warmup=0, seed=3,
+                                  sample_scale=scale)
+        host, sampler = engine._start([guest], config)
+        drawn[scale] = host.draw(1, sampler)[1].astype(int)
+    assert drawn[20].max() > 0
+    assert (drawn[160] == np.minimum(drawn[20] * 8, 255)).all()
 
 
 def test_a_recording_replays_through_the_engine(tmp_path):

@@ -251,14 +251,18 @@ def test_a_finer_sample_scale_keeps_apart_what_0_20_rounds_together():
     # The same heat for the same share: 64 per 1/20 is 8 per 1/160.
     assert trackers.access_weight(64, trackers.SAMPLE_SCALE) == 64
     assert trackers.access_weight(64, damon.TRACE_SCALE) == 8
-    assert trackers.access_weight(100, damon.TRACE_SCALE) == 12
+    assert trackers.access_weight(100, damon.TRACE_SCALE) == 13
     assert trackers.access_weight(1, damon.TRACE_SCALE) == 1
     for bad in (0, 256, 2.5):
         with pytest.raises(ValueError, match='scale must be a whole number '
                                              'of 1-255'):
             damon.regions_to_chunks(regions, layout, 20, scale=bad)
-    with pytest.raises(ValueError, match='sample scale must be at least 1'):
+    with pytest.raises(ValueError, match='sample scale must be a whole '
+                                         'number of at least 1'):
         trackers.access_weight(64, 0)
+    # Rounded half up, not to even.
+    assert [trackers.access_weight(h, 160) for h in (20, 28, 36)] == \
+        [3, 4, 5]
 
 
 TRACE_TEXT = b"""\

@@ -49,25 +49,40 @@ class ClassifierParams:
         can lower). >= 0.
     :param fill_min: the least heat a slow chunk needs to be promoted into
         free budget. >= 1.
+    :param unit_heat: the heat of one sampled access on the common sample
+        scale (``trackers.SAMPLE_SCALE``), where a tracker's samples run
+        finer (DAMON's trace: ``access_weight`` is then a fraction of it);
+        None: ``access_weight``.  What counts as hot, and the most a cold
+        chunk may have.  0-65535.
     """
 
     decay_shift: int = 1
     access_weight: int = 64
     hysteresis: int = 256
     fill_min: int = 1
+    unit_heat: typing.Optional[int] = None
 
     def __post_init__(self):
         _check_int('decay_shift', self.decay_shift, 0, 15)
         _check_int('access_weight', self.access_weight, 0, HEAT_MAX)
         _check_int('hysteresis', self.hysteresis, 0, None)
         _check_int('fill_min', self.fill_min, 1, None)
+        if self.unit_heat is not None:
+            _check_int('unit_heat', self.unit_heat, 0, HEAT_MAX)
+
+    @property
+    def unit(self):
+        """The heat of one sampled access on the common scale."""
+        return self.access_weight if self.unit_heat is None \
+            else self.unit_heat
 
 
 def cold_below(params):
     """Heat under which a DRAM chunk counts as cold when choosing swaps:
-    less than one sampled access, and too little for the decay to lower
-    (``h - (h >> decay_shift)`` keeps any ``h < 2 ** decay_shift``)."""
-    return min(1 << params.decay_shift, params.access_weight)
+    less than one sampled access on the common scale (``params.unit``),
+    and too little for the decay to lower (``h - (h >> decay_shift)``
+    keeps any ``h < 2 ** decay_shift``)."""
+    return min(1 << params.decay_shift, params.unit)
 
 
 class Classification(typing.NamedTuple):

@@ -239,8 +239,8 @@ def classify(const uint8_t[::1] access, const uint8_t[::1] tier,
     cdef uint32_t weight = params.access_weight
     cdef int64_t hysteresis = min(params.hysteresis, HEAT_MAX)
     cdef int64_t fill_min = min(params.fill_min, LEVELS)
-    # A DRAM chunk below this heat is cold (_common.cold_below).
-    cdef int64_t cold = min(1 << decay_shift, <int64_t>weight)
+    # A DRAM chunk below this heat is cold.
+    cdef int64_t cold = _common.cold_below(params)
     cdef int64_t n = heat.shape[0]
     cdef int64_t blocks = (n + LOKI_BLOCK - 1) // LOKI_BLOCK
     cdef int parts = <int>max(1, min(threads, LOKI_MAX_THREADS, blocks))

@@ -36,8 +36,10 @@ One call handles one guest for one interval:
       trades places with the next coldest fast chunk while the slow one is
       hotter by more than ``hysteresis`` -- or while the fast one has gone
       cold and the slow one is hotter and has at least ``fill_min``.
-      Cold is heat below ``min(2 ** decay_shift, access_weight)``
-      (``_common.cold_below``): less than one sampled access and so little
+      Cold is heat below ``min(2 ** decay_shift, unit)``
+      (``_common.cold_below``; ``unit`` is ``access_weight`` unless the
+      samples run finer than the common scale): less than one sampled
+      access and so little
       that the decay no longer lowers it (``h - (h >> decay_shift)`` keeps
       any ``h < 2 ** decay_shift``).  A cold DRAM
       chunk holds budget like a free one, so a steadily warm chunk is not

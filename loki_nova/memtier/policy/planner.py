@@ -161,8 +161,9 @@ class GuestPlanner:
 
     def hot_chunks(self, histogram, hot_heat=None):
         """Chunks at or above ``hot_heat`` (default: one sampled access
-        this interval) -- the guest's hot demand for the arbiter."""
-        level = self.params.access_weight if hot_heat is None else hot_heat
+        this interval on the common scale, ``params.unit``) -- the guest's
+        hot demand for the arbiter."""
+        level = self.params.unit if hot_heat is None else hot_heat
         level = max(1, min(level, classifier.HEAT_MAX))
         return int(histogram[level:].sum())
 

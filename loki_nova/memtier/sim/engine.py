@@ -35,9 +35,12 @@ Metrics:
 
 import dataclasses
 import os
+import typing
 
 import numpy as np
 
+from loki_nova.memtier import agent
+from loki_nova.memtier import classifier
 from loki_nova.memtier.policy import arbiter
 from loki_nova.memtier.policy import planner as planner_mod
 from loki_nova.memtier.sim import policies as policies_mod
@@ -118,14 +121,24 @@ class SimConfig:
     #: ``'interval'`` one as long as the interval (synthetic traces
     #: ignore it).
     tracker_window: object = 1
-    #: The scale of the recorded traces' samples (``trackers.SAMPLE_SCALE``;
-    #: ``damon.TRACE_SCALE`` for DAMON's trace); synthetic traces ignore
-    #: it.  Loki's ``access_weight`` should match (``trackers.
-    #: access_weight``).
-    sample_scale: int = trackers.SAMPLE_SCALE
+    #: The scale of the samples policies observe: by default that of the
+    #: tracker the window stands for -- DAMON's trace
+    #: (``damon.TRACE_SCALE``) for ``'interval'``, the common
+    #: ``trackers.SAMPLE_SCALE`` otherwise (``window_scale``).  Synthetic
+    #: samples count units of the common scale and are spread onto it.
+    #: ``default_params`` gives loki the agent's parameters for it.
+    sample_scale: typing.Optional[int] = None
 
     def __post_init__(self):
         self.tracker_window = tracefile.check_window(self.tracker_window)
+        if self.sample_scale is None:
+            self.sample_scale = window_scale(self.tracker_window)
+        if not isinstance(self.sample_scale, int) or \
+                not trackers.SAMPLE_SCALE <= self.sample_scale <= 255 or \
+                self.sample_scale % trackers.SAMPLE_SCALE:
+            raise ValueError('sample_scale must be a multiple of %d up to '
+                             '255, got %r' % (trackers.SAMPLE_SCALE,
+                                              self.sample_scale))
         if self.chunk_rule not in damon.CHUNK_RULES:
             raise ValueError('chunk_rule must be one of %s, got %r'
                              % (', '.join(damon.CHUNK_RULES),
@@ -221,6 +234,10 @@ class Host:
             sampled = np.zeros(self.chunks, dtype=np.uint8)
         else:
             sampled = sampler.sample(accesses)
+            step = self.config.sample_scale // trackers.SAMPLE_SCALE
+            if step > 1:
+                sampled = np.minimum(sampled.astype(np.uint16) * step,
+                                     255).astype(np.uint8)
         touched = accesses > 0
         for trace, part, is_recorded in zip(self.traces, self.guest_slices,
                                             recorded):
@@ -288,10 +305,40 @@ def hindsight_totals(guests, config):
     return totals
 
 
+def window_scale(window):
+    """The sample scale of the tracker a tracker window stands for: DAMON's
+    trace for the whole interval, the common scale otherwise."""
+    if window == tracefile.WINDOW_INTERVAL:
+        return damon.TRACE_SCALE
+    return trackers.SAMPLE_SCALE
+
+
+def default_params(config, hysteresis=None):
+    """loki's parameters as the agent sets them for the tracker
+    ``config`` stands for: the classifier's defaults per sampled access on
+    the common scale, spread over ``config.sample_scale``, and the
+    hysteresis for that tracker's view (the agent's with DAMON's trace
+    when each read sees the whole interval) unless ``hysteresis`` is
+    given."""
+    base = classifier.ClassifierParams()
+    if hysteresis is None:
+        hysteresis = (agent.WHOLE_INTERVAL_HYSTERESIS
+                      if config.tracker_window == tracefile.WINDOW_INTERVAL
+                      else base.hysteresis)
+    weight = trackers.access_weight(base.access_weight, config.sample_scale)
+    return classifier.ClassifierParams(
+        decay_shift=base.decay_shift, access_weight=weight,
+        hysteresis=hysteresis, fill_min=base.fill_min,
+        unit_heat=weight * config.sample_scale // trackers.SAMPLE_SCALE)
+
+
 def run(guests, config=None, policy_names=policies_mod.POLICY_NAMES,
         params=None, progress=None):
-    """Simulate ``guests`` (``GuestSpec`` list) under every policy."""
+    """Simulate ``guests`` (``GuestSpec`` list) under every policy; loki
+    with ``params``, by default ``default_params(config)``."""
     config = config or SimConfig()
+    if params is None:
+        params = default_params(config)
     totals = (hindsight_totals(guests, config)
               if 'static-best' in policy_names else None)
     host, sampler = _start(guests, config)

@@ -81,11 +81,11 @@ class Tracker:
 def access_weight(heat_per_access, scale):
     """Heat per unit of a sample on ``scale`` for ``heat_per_access`` per
     unit of ``SAMPLE_SCALE``: the same heat for the same share of
-    accesses, rounded, at least 1."""
-    if scale < 1:
-        raise ValueError('a sample scale must be at least 1, got %r'
-                         % (scale,))
-    return max(1, int(round(heat_per_access * SAMPLE_SCALE / scale)))
+    accesses, rounded half up, at least 1."""
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError('a sample scale must be a whole number of at '
+                         'least 1, got %r' % (scale,))
+    return max(1, (heat_per_access * SAMPLE_SCALE + scale // 2) // scale)
 
 
 def create(kind, kfs, **kwargs):
