@@ -19,13 +19,16 @@ At the end of each aggregation interval a kdamond emits the trace event
 start, end, ``nr_accesses``, age), whether or not anyone asked.  This
 stream collects those events in a tracing instance of its own
 (``/sys/kernel/tracing/instances/<name>``: its own ring buffer, its own
-event switches and pid list, so the machine's other tracing is not
-touched), limited to the agent's kdamonds by their pids, and hands each
-kdamond's regions out per read: its whole aggregations since the previous
-read.  Unlike asking a kdamond for its ``tried_regions`` (one aggregation
-interval, a read that waits for the next one and takes the kernel's DAMON
-lock, so guests' reads queue behind each other), a read here costs no
-wait and covers the whole time since the last one.
+event switches and options, so the machine's other tracing is not
+touched), sorts them by the pid of the kdamond that emitted them, and
+hands each watched kdamond's regions out per read: its whole
+aggregations since the previous read.  The event is switched on when
+the stream is made and off when it is closed, both while no kdamond
+runs (``DamonTracker``): switching it patches the kernel's code.
+Unlike asking a kdamond for its ``tried_regions`` (one aggregation
+interval, a read that waits for the next one and takes the kernel's
+DAMON lock, so guests' reads queue behind each other), a read here costs
+no wait and covers the whole time since the last one.
 
 Events are read from the instance's ``trace_pipe`` without blocking, at
 each ``take`` and whenever ``drain`` is called (the agent does so between
@@ -215,7 +218,12 @@ class TraceStream:
                 if os.path.exists(os.path.join(self.dir, 'options', option)):
                     self._write('options/' + option, value)
             self._write('buffer_size_kb', buffer_kb)
-            self._write(EVENT + '/enable', 0)
+            # On for the stream's life: switching a trace event patches
+            # the kernel's code where it fires, and the tracker makes the
+            # stream before it starts any kdamond (under QEMU's multi-
+            # threaded TCG, code patched while another vCPU ran it
+            # panicked the sandbox's kernel).
+            self._write(EVENT + '/enable', 1)
             self._fd = os.open(os.path.join(self.dir, 'trace_pipe'),
                                os.O_RDONLY | os.O_NONBLOCK)
             self._poll = select.poll()
@@ -236,18 +244,17 @@ class TraceStream:
         self.kfs.write_text('%s/%s' % (self.rel, rel), '%s\n' % value)
 
     def watch(self, pids):
-        """Collect the events of these kdamond pids only, from now on;
-        what was held for others is dropped."""
+        """Hand out the events of these kdamond pids only, from now on;
+        what was held for others is dropped.  The pids are told apart
+        here, not by the kernel: its pid list (``set_event_pid``) hooks
+        every task switch and wake-up of the machine, and an event filter
+        is refused from 4 KiB (about 170 kdamonds).  The tracker runs only
+        where every kdamond is its own, so there are no others to
+        drop."""
         pids = frozenset(int(p) for p in pids)
-        self._write(EVENT + '/enable', 0)
         self.drain()
         self._pids = pids
         self._held = {p: Accumulated() for p in pids}
-        # The instance's pid list (no length limit, unlike an event
-        # filter, which the kernel refuses from 4 KiB: ~170 kdamonds).
-        self._write('set_event_pid', ' '.join(map(str, sorted(pids))))
-        if pids:
-            self._write(EVENT + '/enable', 1)
 
     def drain(self):
         """Read everything the ring buffer holds, into each kdamond's
