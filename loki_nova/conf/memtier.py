@@ -212,8 +212,9 @@ memtier_opts = [
              'agent interval (100 ms of 5 s by default), its reads wait for '
              'the kdamond and queue behind each other, and each read walks '
              'a sysfs directory per DAMON region: in the sandbox, two '
-             'guests of 1000 regions took 11 s to read against 0.12 s from '
-             'the trace, and 0.50 of a CPU against 0.044. Default trace.'),
+             'guests of 1000 regions took 10.8 s to read against 0.10 s '
+             'from the trace, and over an interval 0.157 of a CPU against '
+             '0.043. Default trace.'),
     cfg.IntOpt(
         'damon_trace_buffer_kb',
         default=1024,
