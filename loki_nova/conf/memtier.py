@@ -213,8 +213,8 @@ memtier_opts = [
              'the kdamond and queue behind each other, and each read walks '
              'a sysfs directory per DAMON region: in the sandbox, two '
              'guests of 1000 regions took 10.8 s to read against 0.10 s '
-             'from the trace, and over an interval 0.157 of a CPU against '
-             '0.043. Default trace.'),
+             'from the trace, and 2.5 s of CPU against 0.03 s. Default '
+             'trace.'),
     cfg.IntOpt(
         'damon_trace_buffer_kb',
         default=1024,

@@ -375,13 +375,15 @@ class DamonTracker(trackers.Tracker):
 
     def close(self):
         # The kdamonds first: switching the trace event off patches the
-        # code they run (see damontrace).
-        if self._slots:
-            self._stop_all(len(self._slots))
-        self._set_count(0)
-        if self._trace is not None:
-            self._trace.close()
-            self._trace = None
+        # code they run (see damontrace).  The stream goes either way.
+        try:
+            if self._slots:
+                self._stop_all(len(self._slots))
+            self._set_count(0)
+        finally:
+            if self._trace is not None:
+                self._trace.close()
+                self._trace = None
         self._slots, self._pids = {}, {}
         if self.state_path and os.path.exists(self.state_path):
             os.unlink(self.state_path)

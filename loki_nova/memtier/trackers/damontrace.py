@@ -219,10 +219,12 @@ class TraceStream:
                     self._write('options/' + option, value)
             self._write('buffer_size_kb', buffer_kb)
             # On for the stream's life: switching a trace event patches
-            # the kernel's code where it fires, and the tracker makes the
-            # stream before it starts any kdamond (under QEMU's multi-
-            # threaded TCG, code patched while another vCPU ran it
-            # panicked the sandbox's kernel).
+            # the kernel's code -- where it fires, and (through the
+            # record-cmd option an instance inherits) the scheduler's
+            # tracepoints.  So it happens when the tracker starts, before
+            # any kdamond, and when it stops, not at each change of the
+            # guests (under QEMU's multi-threaded TCG, code patched while
+            # another vCPU ran it panicked the sandbox's kernel once).
             self._write(EVENT + '/enable', 1)
             self._fd = os.open(os.path.join(self.dir, 'trace_pipe'),
                                os.O_RDONLY | os.O_NONBLOCK)
@@ -246,11 +248,12 @@ class TraceStream:
     def watch(self, pids):
         """Hand out the events of these kdamond pids only, from now on;
         what was held for others is dropped.  The pids are told apart
-        here, not by the kernel: its pid list (``set_event_pid``) hooks
-        every task switch and wake-up of the machine, and an event filter
-        is refused from 4 KiB (about 170 kdamonds).  The tracker runs only
-        where every kdamond is its own, so there are no others to
-        drop."""
+        here, not by the kernel: its pid list (``set_event_pid``) would be
+        rewritten, and its scheduler hooks switched, at each change of the
+        guests, and an event filter is refused from 4 KiB (about 170
+        kdamonds).  Other kdamonds (a DAMON module switched on after the
+        tracker started) share the buffer; their events are dropped
+        here."""
         pids = frozenset(int(p) for p in pids)
         self.drain()
         self._pids = pids
