@@ -289,10 +289,6 @@ class Agent:
         except Exception:
             self.tracker.close()
             raise
-        #: A chunk is hot (the guest's hot demand) with at least the heat
-        #: of one sampled access on the common scale: on a finer one, a
-        #: chunk accessed less than that stays out of it.
-        self.hot_heat = self.params.unit
         self.tier_of_node = np.array(self.topology.node_to_tier(),
                                      dtype=np.uint8)
         self.guests = {}
@@ -638,8 +634,7 @@ class Agent:
         """The classifier's parameters from the configuration, for the
         tracker's sample scale (``trackers.access_weight``)."""
         scale = getattr(self.tracker, 'scale', trackers.SAMPLE_SCALE)
-        weight = trackers.access_weight(conf.heat_per_access, scale)
-        unit = weight * scale // trackers.SAMPLE_SCALE
+        weight, unit = trackers.heat_weights(conf.heat_per_access, scale)
         if scale != trackers.SAMPLE_SCALE:
             LOG.info('samples run 0-%d: heat %d per unit, %d per sampled '
                      'access on 0-%d', scale, weight, unit,
@@ -742,8 +737,7 @@ class Agent:
         m.tier = tier
         m.record_heat(self.number)
         c = plan.classification
-        m.hot_mb = (m.planner.hot_chunks(c.histogram, self.hot_heat)
-                    * self.chunk_size / MiB)
+        m.hot_mb = m.planner.hot_chunks(c.histogram) * self.chunk_size / MiB
         st.budget_mb = budget_mb
         st.hot_mb = m.hot_mb
         st.dram_mb = float(sizes[tier == classifier.TIER_FAST].sum()) / MiB
@@ -1049,7 +1043,7 @@ class Agent:
                 'chunk_kb': self.chunk_size // 1024,
                 'interval_s': self.conf.interval,
                 'heat_max': int(classifier.HEAT_MAX),
-                'hot_heat': int(self.hot_heat),
+                'hot_heat': int(self.params.unit),
                 'intervals': [r[0] for r in rows],
                 'heat': [r[1].tolist() for r in rows],
                 'dram_percent': [r[2].tolist() for r in rows]}

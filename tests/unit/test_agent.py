@@ -106,7 +106,7 @@ def test_heat_per_access_is_per_unit_of_the_common_scale(
             mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
         assert agent.params.access_weight == 64 * trackers.SAMPLE_SCALE \
             // scale
-        assert agent.hot_heat == 64
+        assert agent.params.unit == 64
         reports[scale] = agent.run_interval().guests['static1']
     # On 0-20 both groups count as at least one access: 8 chunks hot.
     assert reports[trackers.SAMPLE_SCALE].hot_mb == 16
@@ -121,7 +121,7 @@ def test_heat_per_access_is_per_unit_of_the_common_scale(
             make_conf(tmp_path, heat_per_access=100), topology=topo,
             tracker=tracker,
             mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
-    assert (agent.params.access_weight, agent.hot_heat) == (13, 104)
+    assert (agent.params.access_weight, agent.params.unit) == (13, 104)
     assert 'heat_per_access 100 is not a multiple of 8: with samples of ' \
         '0-160 it counts as 104' in caplog.text
 

@@ -325,11 +325,11 @@ def default_params(config, hysteresis=None):
         hysteresis = (agent.WHOLE_INTERVAL_HYSTERESIS
                       if config.tracker_window == tracefile.WINDOW_INTERVAL
                       else base.hysteresis)
-    weight = trackers.access_weight(base.access_weight, config.sample_scale)
+    weight, unit = trackers.heat_weights(base.access_weight,
+                                         config.sample_scale)
     return classifier.ClassifierParams(
         decay_shift=base.decay_shift, access_weight=weight,
-        hysteresis=hysteresis, fill_min=base.fill_min,
-        unit_heat=weight * config.sample_scale // trackers.SAMPLE_SCALE)
+        hysteresis=hysteresis, fill_min=base.fill_min, unit_heat=unit)
 
 
 def run(guests, config=None, policy_names=policies_mod.POLICY_NAMES,

@@ -88,6 +88,14 @@ def access_weight(heat_per_access, scale):
     return max(1, (heat_per_access * SAMPLE_SCALE + scale // 2) // scale)
 
 
+def heat_weights(heat_per_access, scale):
+    """(access_weight, unit_heat) of the classifier for samples on
+    ``scale``: the heat per unit, and what one unit of ``SAMPLE_SCALE``
+    then comes to (``heat_per_access`` where the scale divides it)."""
+    weight = access_weight(heat_per_access, scale)
+    return weight, weight * scale // SAMPLE_SCALE
+
+
 def create(kind, kfs, **kwargs):
     """The tracker ``kind``, or with ``auto`` the first available one.
     Raises ``TrackerUnavailable`` naming every reason when none is."""
