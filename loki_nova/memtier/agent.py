@@ -279,9 +279,15 @@ class Agent:
                 'source': conf.damon_source,
                 'trace_buffer_kb': conf.damon_trace_buffer_kb,
                 'interval_s': conf.interval})
+        # A tracker that collects between its samples (DAMON's trace) also
+        # collects while a paced move waits for its slot: one guest's long
+        # move must not let the tracing buffer overflow.
+        every = getattr(self.tracker, 'collect_every_s', None)
         self.mover = mover or mover_mod.Mover(
             mover_mod.RateLimiter(conf.move_rate_mb_per_s * MiB,
-                                  stop=self.stop),
+                                  stop=self.stop,
+                                  meanwhile=every and self._collect,
+                                  meanwhile_every_s=every),
             batch_pages=conf.move_batch_pages)
         self.chunk_size = conf.chunk_size_kb * 1024
         try:

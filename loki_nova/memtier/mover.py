@@ -201,17 +201,28 @@ class RateLimiter:
     the next sends go at once and the average holds; when the schedule is
     more than ``catch_up_s`` behind, the sender was idle (between
     intervals) and the schedule restarts now, so idleness never becomes a
-    burst.  A rate of 0 sends nothing."""
+    burst.  A rate of 0 sends nothing.
+
+    ``meanwhile``, if given, is called at least every ``meanwhile_every_s``
+    of a wait (the agent empties DAMON's trace buffer there, which a long
+    paced move would otherwise let overflow); its exceptions are the
+    caller's to avoid."""
 
     def __init__(self, bytes_per_s, catch_up_s=1.0, clock=time.monotonic,
-                 stop=None):
+                 stop=None, meanwhile=None, meanwhile_every_s=None):
         if bytes_per_s < 0:
             raise ValueError('bytes_per_s must be >= 0, got %r'
                              % (bytes_per_s,))
+        if meanwhile is not None and not (meanwhile_every_s or 0) > 0:
+            raise ValueError('meanwhile_every_s must be > 0 with a '
+                             'meanwhile callable, got %r'
+                             % (meanwhile_every_s,))
         self.rate = float(bytes_per_s)
         self.catch_up_s = catch_up_s
         self.clock = clock
         self.stop = stop or threading.Event()
+        self.meanwhile = meanwhile
+        self.meanwhile_every_s = meanwhile_every_s
         self._next = None
 
     def acquire(self, nbytes):
@@ -223,10 +234,21 @@ class RateLimiter:
             self._next = now
         start = self._next
         self._next = start + nbytes / self.rate
-        wait = start - now
-        if wait > 0 and self.stop.wait(wait):
+        if start > now and not self._wait_until(start):
             return False
         return not self.stop.is_set()
+
+    def _wait_until(self, deadline):
+        """False if stopped before ``deadline``."""
+        if self.meanwhile is None:
+            return not self.stop.wait(deadline - self.clock())
+        while True:
+            now = self.clock()
+            if now >= deadline:
+                return True
+            if self.stop.wait(min(deadline - now, self.meanwhile_every_s)):
+                return False
+            self.meanwhile()
 
 
 class Mover:

@@ -284,6 +284,27 @@ def test_between_intervals_the_tracker_collects_when_it_asks_to(
     assert len(collected) == 2
 
 
+def test_a_paced_move_collects_for_a_tracker_that_asks_to(tmp_path):
+    """The agent's own mover waits for its rate cap collecting what the
+    tracker asks to collect (DAMON's trace buffer), not only between
+    intervals; a tracker that does not ask is left alone."""
+    tracker = replay.ReplayTracker(hot_first(8))
+    collected = []
+    tracker.collect = lambda: collected.append(1)
+    topo = topology.discover(kernfs.KernelFS(os.path.join(FIXTURES,
+                                                          'two_tier')))
+    conf = make_conf(tmp_path, move_rate_mb_per_s=1)
+    agent = agent_mod.Agent(conf, topology=topo, tracker=tracker)
+    assert agent.mover.limiter.meanwhile is None
+    tracker.collect_every_s = 0.01
+    agent = agent_mod.Agent(conf, topology=topo, tracker=tracker)
+    limiter = agent.mover.limiter
+    assert limiter.meanwhile_every_s == 0.01
+    limiter.acquire(256 << 10)
+    assert limiter.acquire(256 << 10)    # a 0.25 s wait for its slot
+    assert len(collected) >= 5
+
+
 def test_measuring_that_takes_half_the_interval_is_warned_once(
         tmp_path, two_guests, caplog, monkeypatch):
     clock = SteppedClock()

@@ -341,6 +341,38 @@ def test_rate_limiter_catches_up_after_slow_batches_not_after_idling():
     assert clock.now - start == pytest.approx(0.1)
 
 
+def test_rate_limiter_calls_meanwhile_through_a_long_wait():
+    clock = _Clock()
+    calls = []
+    lim = mover.RateLimiter(10 * MiB, clock=clock, stop=clock,
+                            meanwhile=lambda: calls.append(clock.now),
+                            meanwhile_every_s=0.5)
+    assert lim.acquire(20 * MiB)       # the first goes at once
+    assert calls == []
+    assert lim.acquire(20 * MiB)       # waits 2 s for its slot
+    assert clock.now - 100.0 == pytest.approx(2.0)
+    assert [c - 100.0 for c in calls] == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    assert max(clock.waits) <= 0.5
+    with pytest.raises(ValueError, match='meanwhile_every_s'):
+        mover.RateLimiter(1, meanwhile=calls.append)
+
+
+def test_rate_limiter_meanwhile_stops_with_the_wait():
+    class Stopping(_Clock):
+        def wait(self, seconds):
+            super().wait(seconds)
+            return len(self.waits) >= 2
+
+    clock = Stopping()
+    calls = []
+    lim = mover.RateLimiter(1 * MiB, clock=clock, stop=clock,
+                            meanwhile=lambda: calls.append(clock.now),
+                            meanwhile_every_s=0.25)
+    lim.acquire(1 * MiB)
+    assert lim.acquire(1 * MiB) is False
+    assert len(calls) == 1 and len(clock.waits) == 2
+
+
 def test_rate_limiter_zero_sends_nothing_and_stop_interrupts():
     assert mover.RateLimiter(0).acquire(4096) is False
     lim = mover.RateLimiter(1)
