@@ -22,8 +22,9 @@ Run it inside the sandbox (it needs DAMON)::
 
 ``--guests`` workload processes (each ``--size-mb`` with a hot part)
 are monitored by one DamonTracker with the agent's DAMON intervals for
-each source (sampling every 5 ms, aggregating every 100 ms for tried
-regions and, for the trace, every 1 s or a fifth of ``--interval``),
+each source (sampling every 5 ms and aggregating every 100 ms for tried
+regions; for the trace sampling 160 times and aggregating every 1 s or
+a fifth of ``--interval``),
 once per source: ``tried_regions`` (each read asks the guest's
 kdamond for its last aggregation) and ``trace`` (each read takes every
 aggregation since the last from DAMON's trace event).  Every

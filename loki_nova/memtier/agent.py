@@ -228,12 +228,12 @@ def watchers_from_conf(conf, kfs):
 def check_damon_intervals(conf):
     """Refuse DAMON intervals that cannot work together; warn when each
     sample would wait longer than an agent interval, or would see less
-    than one aggregation.  An unset damon_aggr_us takes the source's
-    default, which the tracker sets."""
+    than one aggregation.  An unset damon_aggr_us or damon_sample_us
+    takes the source's default, which the tracker sets."""
     aggr_us = conf.damon_aggr_us
     if aggr_us is None:
         return
-    if aggr_us < conf.damon_sample_us:
+    if conf.damon_sample_us is not None and aggr_us < conf.damon_sample_us:
         raise ValueError(
             '[memtier] damon_aggr_us (%d) must be at least damon_sample_us '
             '(%d): DAMON counts the samples of one aggregation interval'

@@ -119,6 +119,27 @@ def test_simulate_takes_the_tracker_window():
         "got '0'" in done.stderr
 
 
+def test_simulate_synthetic_traces_read_as_damons_trace():
+    """A synthetic trace with the whole-interval window is read as DAMON's
+    trace: by default 160 checks an interval on 0-160; 5 ms checks (1000
+    an interval) read every lukewarm chunk alike and place fewer hits."""
+    ratios = {}
+    for extra in ((), ('--sample-us', '5000')):
+        done = loki_memtier('simulate', '--trace', 'zipf', '--memory-gib',
+                            '4', '--intervals', '40', '--warmup', '10',
+                            '--tracker-window', 'interval', '--json',
+                            *extra)
+        assert done.returncode == 0, done.stderr
+        [result] = json.loads(done.stdout)
+        assert result['config']['sample_us'] == (int(extra[1]) if extra
+                                                 else None)
+        ratios[extra] = result['policies']['loki']['ratio_to_oracle']
+    assert ratios[()] > ratios[('--sample-us', '5000')] + 0.005, ratios
+    done = loki_memtier('simulate', '--sample-us', '0')
+    assert done.returncode == 2 and done.stdout == ''
+    assert '--sample-us must be > 0, got 0' in done.stderr
+
+
 def test_simulate_refuses_a_file_that_is_not_a_trace(tmp_path):
     bad = tmp_path / 'notes.npz'
     bad.write_text('not a trace')

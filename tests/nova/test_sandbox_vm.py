@@ -104,7 +104,8 @@ ON_DEMAND_FLOOR_MB = 8
 ON_DEMAND_CEILING_MB = 48
 AGENT_INTERVAL_S = 2.0
 #: DAMON checks every 50 ms over aggregations of 1 s (the agent's default
-#: is 5 ms over 1 s with DAMON's trace, 100 ms reading tried regions).
+#: at this interval is 12.5 ms over 400 ms with DAMON's trace, 5 ms over
+#: 100 ms reading tried regions).
 #: The nested guests run a few hundred times slower
 #: than on a host, so their workload's hot loop (a pass over the hot set,
 #: then 20 ms of the guest's sleep) comes round every few tens of ms of

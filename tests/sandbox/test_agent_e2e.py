@@ -113,6 +113,15 @@ def test_agent_keeps_the_hot_set_in_dram_and_follows_it(tmp_path, source):
     assert 'Traceback' not in text
     assert ('from the damon_aggregated trace event' in text) == \
         (source == 'trace')
+    # DAMON's intervals left unset: each source's defaults for the
+    # agent's 1 s interval (the trace: 160 checks an interval, at least
+    # 5 ms apart, in aggregations of a fifth of it).
+    sample = damon.default_sample_us(source, 1.0)
+    aggr = damon.default_aggr_us(source, sample, 1.0)
+    assert (sample, aggr) == ((6250, 200000) if source == 'trace'
+                              else (5000, 100000))
+    assert 'DAMON: sampling every %d us, aggregating every %d us' % (
+        sample, aggr) in text
     assert 'reading each kdamond\'s tried regions instead' not in text
     assert kernfs.KernelFS().read_int(
         damon.KDAMONDS + '/nr_kdamonds') == 0

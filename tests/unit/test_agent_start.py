@@ -75,6 +75,12 @@ def test_damon_intervals_left_unset_are_the_trackers_and_long_ones_warn(
     # Unset, damon_aggr_us is the tracker's per source: nothing to check.
     conf = make_conf(tmp_path, tracker='damon')
     assert conf.damon_aggr_us is None and conf.damon_source == 'trace'
+    assert conf.damon_sample_us is None
+    agent_mod.check_damon_intervals(conf)
+    assert 'damon_aggr_us' not in caplog.text
+    # An aggregation set with the sampling left to the tracker (which
+    # keeps its default within it): nothing to refuse.
+    conf = make_conf(tmp_path, tracker='damon', damon_aggr_us=20000)
     agent_mod.check_damon_intervals(conf)
     assert 'damon_aggr_us' not in caplog.text
     # Longer than the interval: each source says what it costs.

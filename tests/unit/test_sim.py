@@ -23,6 +23,8 @@ from loki_nova.memtier.sim import engine
 from loki_nova.memtier.sim import policies
 from loki_nova.memtier.sim import sampler
 from loki_nova.memtier.sim import traces
+from loki_nova.memtier import trackers
+from loki_nova.memtier.trackers import damon
 
 SMALL = engine.SimConfig(intervals=40, warmup=10)
 
@@ -73,8 +75,50 @@ def test_sampler_saturates_for_hot_and_rarely_sees_cold_chunks():
     assert seen[1000:].min() == 20
 
 
+def test_sampler_on_a_scale_counts_any_check_at_least_one_unit():
+    """Many short checks reported on a coarser scale (DAMON's trace read
+    over an interval): a share of the checks, rounded up."""
+    model = sampler.AccessSampler(np.random.default_rng(0), samples=1000,
+                                  detection=1.0, check_share=1 / 1000,
+                                  scale=160)
+    seen = model.sample(np.array([0] * 500 + [3] * 500 + [10 ** 6] * 500))
+    assert seen.dtype == np.uint8
+    assert seen[:500].max() == 0
+    # Found in 1-6 of 1000 checks: 1 unit of 160 -- what makes 5 ms
+    # checks too fine for the trace's scale.
+    assert seen[500:1000].max() <= 2
+    assert (seen[500:1000] == 1).mean() > 0.9
+    assert seen[1000:].min() == 160
+    # Checks as many as the scale: each one found counts one unit.
+    fitted = sampler.AccessSampler(np.random.default_rng(0), samples=160,
+                                   detection=1.0, check_share=1 / 160,
+                                   scale=160)
+    counts = fitted.sample(np.full(2000, 3))
+    assert counts.max() >= 5 and counts.mean() == pytest.approx(
+        160 * -np.expm1(-3 / 160), rel=0.1)
+
+
+def test_synthetic_samples_follow_the_tracker_window():
+    """Window 1: the idealised single read, 20 checks on 0-20; the whole
+    interval: DAMON's trace as the agent reads it by default."""
+    one = engine.SimConfig()
+    _, model = engine._start([engine.GuestSpec('g', 64, 'zipf')], one)
+    assert (model.samples, model.scale) == (20, trackers.SAMPLE_SCALE)
+    whole = engine.SimConfig(tracker_window='interval')
+    _, model = engine._start([engine.GuestSpec('g', 64, 'zipf')], whole)
+    assert model.samples == damon.TRACE_SCALE == model.scale
+    assert model.check_share == pytest.approx(1 / damon.TRACE_SCALE)
+    # A configured sampling interval: 5 ms over 5 s, 1000 checks.
+    fine = engine.SimConfig(tracker_window='interval', sample_us=5000)
+    _, model = engine._start([engine.GuestSpec('g', 64, 'zipf')], fine)
+    assert (model.samples, model.scale) == (1000, damon.TRACE_SCALE)
+
+
 @pytest.mark.parametrize('kwargs', [dict(samples=0), dict(detection=0),
-                                    dict(detection=1.5)])
+                                    dict(detection=1.5), dict(samples=2.5),
+                                    dict(check_share=0),
+                                    dict(check_share=1.5), dict(scale=0),
+                                    dict(scale=256)])
 def test_sampler_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError):
         sampler.AccessSampler(np.random.default_rng(0), **kwargs)

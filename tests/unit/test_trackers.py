@@ -499,6 +499,25 @@ def test_damon_aggregation_defaults_by_source_and_interval():
     assert damon.default_aggr_us('trace', 5000, 0.01) == 5000
 
 
+def test_damon_sampling_defaults_to_one_check_per_unit_of_the_trace():
+    # Tried regions, or no interval known: DAMON's usual 5 ms.
+    assert damon.default_sample_us('tried_regions') == 5000
+    assert damon.default_sample_us('tried_regions', 5.0) == 5000
+    assert damon.default_sample_us('trace') == 5000
+    # The trace: 160 checks an interval (one per unit of its 0-160
+    # scale), never below 5 ms.
+    assert damon.default_sample_us('trace', 5.0) == 31250
+    assert damon.default_sample_us('trace', 2.0) == 12500
+    assert damon.default_sample_us('trace', 0.5) == 5000
+    assert 5.0 * 1e6 / damon.default_sample_us('trace', 5.0) == \
+        damon.TRACE_SCALE
+    # With the default aggregation a 5 s interval's checks come to the
+    # scale: 5 aggregations of 32.
+    sample = damon.default_sample_us('trace', 5.0)
+    aggr = damon.default_aggr_us('trace', sample, 5.0)
+    assert (aggr // sample) * (5.0 * 1e6 / aggr) == damon.TRACE_SCALE
+
+
 def test_weighted_accesses_match_a_page_by_page_count():
     rng = np.random.default_rng(5)
     page = 4096

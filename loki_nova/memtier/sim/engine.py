@@ -105,7 +105,14 @@ class SimConfig:
     dram_share: float = 0.25
     interval_s: float = 5.0
     move_mb_per_s: float = 256.0
+    #: Synthetic traces: checks per tracker read, each of
+    #: ``1 / samples`` of the interval, for a tracker window of 1 (a
+    #: simplified tracker that reads once per interval); with
+    #: ``'interval'`` a check every ``sample_us`` over the whole
+    #: interval, as DAMON's trace (see ``_start``; default the agent's,
+    #: ``damon.default_sample_us``).
     samples: int = 20
+    sample_us: typing.Optional[int] = None
     detection: float = 0.9
     accesses_per_chunk: float = 8.0
     fast_ns: float = 81.0
@@ -139,6 +146,10 @@ class SimConfig:
             raise ValueError('sample_scale must be a multiple of %d up to '
                              '255, got %r' % (trackers.SAMPLE_SCALE,
                                               self.sample_scale))
+        if self.sample_us is not None and (
+                not isinstance(self.sample_us, int) or self.sample_us < 1):
+            raise ValueError('sample_us must be a whole number of '
+                             'microseconds >= 1, got %r' % (self.sample_us,))
         if self.chunk_rule not in damon.CHUNK_RULES:
             raise ValueError('chunk_rule must be one of %s, got %r'
                              % (', '.join(damon.CHUNK_RULES),
@@ -234,7 +245,7 @@ class Host:
             sampled = np.zeros(self.chunks, dtype=np.uint8)
         else:
             sampled = sampler.sample(accesses)
-            step = self.config.sample_scale // trackers.SAMPLE_SCALE
+            step = self.config.sample_scale // sampler.scale
             if step > 1:
                 sampled = np.minimum(sampled.astype(np.uint16) * step,
                                      255).astype(np.uint8)
@@ -290,8 +301,19 @@ def _start(guests, config):
     ``config``: two starts draw the very same accesses and samples."""
     rng = np.random.default_rng(config.seed)
     host = Host(guests, config, rng)
-    sampler = sampler_mod.AccessSampler(rng, config.samples,
-                                        config.detection)
+    if config.tracker_window == tracefile.WINDOW_INTERVAL:
+        # DAMON's trace read every interval: every check of the interval,
+        # each looking back over one sampling interval, on the trace's
+        # scale.
+        sample_us = config.sample_us or damon.default_sample_us(
+            'trace', config.interval_s)
+        checks = max(1, round(config.interval_s * 1e6 / sample_us))
+        sampler = sampler_mod.AccessSampler(
+            rng, checks, config.detection, check_share=1.0 / checks,
+            scale=config.sample_scale)
+    else:
+        sampler = sampler_mod.AccessSampler(rng, config.samples,
+                                            config.detection)
     return host, sampler
 
 
