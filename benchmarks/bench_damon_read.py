@@ -63,8 +63,10 @@ of the two places' pages in DRAM (``hot_in_dram``, mean; at most 0.75)
 and the MiB the agent moved (``moved_mib_per_interval``).  A view of the
 last aggregation sees one place or the other, whichever the read falls
 in; the whole interval sees both alike.  Each source runs with the
-agent's default hysteresis for it, and the trace once more with the
-other sources' 256.
+agent's defaults for it (hysteresis, DAMON's intervals), and the trace
+twice more: with DAMON checking every 5 ms (tried regions' default; the
+trace's checks 160 times an interval) and with the other source's
+hysteresis of 256.
 """
 
 import argparse
@@ -100,7 +102,7 @@ _MOVED = re.compile(r'interval (\d+): \d+ guest\(s\), ([\d.]+) MiB promoted, '
                     r'([\d.]+) MiB demoted')
 
 
-def placement(source, args, hysteresis=None):
+def placement(source, args, hysteresis=None, sample_us=None):
     """The real agent on the alternating workload (see the docstring)."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
@@ -115,6 +117,8 @@ def placement(source, args, hysteresis=None):
                            damon_source=source, usage_interval=0)
             if hysteresis is not None:
                 options['hysteresis'] = hysteresis
+            if sample_us is not None:
+                options['damon_sample_us'] = sample_us
             agent = agentproc.AgentProcess(tmp, **options)
             shares = []
             try:
@@ -243,10 +247,12 @@ def main(argv=None):
     report['coverage_ratio'] = round(
         trace['coverage'] / tried['coverage'], 2)
     if not args.no_placement:
-        # Each source with the agent's default hysteresis for it (256,
-        # 64 with the trace), and the trace with 256.
+        # Each source with the agent's defaults for it, and the trace
+        # with tried regions' 5 ms checks and with its hysteresis, 256.
         report['placement'] = {
             source: placement(source, args) for source in damon.SOURCES}
+        report['placement']['trace, damon_sample_us 5000'] = placement(
+            'trace', args, sample_us=5000)
         report['placement']['trace, hysteresis 256'] = placement(
             'trace', args, hysteresis=256)
     _report.emit(report, args.json)

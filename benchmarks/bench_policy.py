@@ -98,12 +98,15 @@ RECORDED_DIR = os.path.join(os.path.dirname(os.path.dirname(
 DRAM_SHARES = (0.125, 0.25, 0.5)
 
 
-def run(traces, seeds, memory_gib, params=None, window=1):
+def run(traces, seeds, memory_gib, params=None, window=1, sample_us=None):
     report = {}
     for trace in traces:
         runs = []
         for seed in seeds:
-            config = engine.SimConfig(seed=seed, tracker_window=window)
+            config = engine.SimConfig(
+                seed=seed, tracker_window=window,
+                sample_us=(sample_us if window == tracefile.WINDOW_INTERVAL
+                           else None))
             guest = engine.GuestSpec('guest', int(memory_gib * 1024), trace)
             runs.append(engine.run([guest], config, params=params))
         entry = {
@@ -302,16 +305,22 @@ def main(argv=None):
                         help='replay the recordings under each chunk rule')
     parser.add_argument('--hysteresis', type=int,
                         help='loki\'s hysteresis (default: the agent\'s '
-                             'for what the tracker sees: 64 for the '
-                             'recordings replayed with --tracker-window '
-                             'interval, as with damon_source = trace, 256 '
-                             'otherwise)')
+                             'for what the tracker sees: 64 with '
+                             '--tracker-window interval, as with '
+                             'damon_source = trace, 256 otherwise)')
     parser.add_argument('--tracker-window', action='append',
                         type=_window, metavar='N|interval',
                         help='replay the recordings with the tracker '
                              'reading the last N DAMON snapshots of each '
-                             'interval, or all ("interval"); repeatable '
-                             '(default: 1 and interval)')
+                             'interval, or all ("interval"), and the '
+                             'synthetic traces with one read of 20 checks '
+                             '(N) or DAMON\'s trace over the interval; '
+                             'repeatable (default: 1 and interval)')
+    parser.add_argument('--sample-us', type=int,
+                        help='synthetic traces with the window "interval": '
+                             'microseconds between DAMON\'s checks (default '
+                             'the agent\'s with the trace, the interval / '
+                             '160)')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args(argv)
     windows = args.tracker_window or [1, tracefile.WINDOW_INTERVAL]
@@ -332,7 +341,8 @@ def main(argv=None):
             report['synthetic'] = {
                 str(window): run(args.trace or TRACES,
                                  range(1, args.seeds + 1), args.memory_gib,
-                                 window_params(window), window)
+                                 window_params(window), window,
+                                 args.sample_us)
                 for window in windows}
         if not args.no_recorded and paths:
             report['recorded'] = {}

@@ -159,12 +159,12 @@ def _add_simulate(subparsers):
                              'tracker covers, back from the interval\'s '
                              'end -- 1 (default) is the recording\'s '
                              'aggregation interval, "interval" one as long '
-                             'as the interval; for synthetic traces 1 is '
-                             'one read of --samples checks that tile the '
-                             'interval, "interval" DAMON\'s trace as the '
-                             'agent reads it (a check every --sample-us, '
-                             'on 0-160)')
-    parser.add_argument('--samples', type=int, default=20,
+                             'as the interval; for synthetic traces 1 (or '
+                             'any N) is one read of --samples checks that '
+                             'tile the interval, "interval" DAMON\'s trace '
+                             'as the agent reads it (a check every '
+                             '--sample-us, on 0-160)')
+    parser.add_argument('--samples', type=_positive('--samples', int),
                         help='synthetic traces, --tracker-window 1: access '
                              'checks per interval (default 20)')
     parser.add_argument('--sample-us', type=_positive('--sample-us', int),
@@ -222,7 +222,7 @@ def _config(args, guests):
         dram_share=args.dram_share,
         interval_s=args.interval_s or interval_s,
         move_mb_per_s=args.move_mb_per_s,
-        samples=args.samples, sample_us=args.sample_us,
+        samples=args.samples or 20, sample_us=args.sample_us,
         detection=args.detection,
         fast_ns=args.fast_ns, slow_ns=args.slow_ns,
         stall_fraction=args.stall_fraction, seed=args.seed,
@@ -241,6 +241,16 @@ def _tracker_window(text):
 
 
 def _simulate(args, parser):
+    whole = args.tracker_window == tracefile.WINDOW_INTERVAL
+    if args.sample_us is not None and not whole:
+        parser.error('--sample-us is for --tracker-window interval (DAMON\'s '
+                     'trace over the interval); with --tracker-window %s a '
+                     'synthetic trace is read with --samples checks'
+                     % args.tracker_window)
+    if args.samples is not None and whole:
+        parser.error('--samples is for --tracker-window 1; with interval a '
+                     'synthetic trace is read with a check every '
+                     '--sample-us')
     try:
         if args.guest:
             experiments = [[_guest(fields, i, args)

@@ -173,10 +173,11 @@ memtier_opts = [
              'times an interval (31.25 ms at the default 5 s interval, '
              'never below 5 ms), which also costs DAMON fewer checks. In '
              'the simulator, synthetic Zipf traces read that way placed '
-             '0.978 of the oracle\'s DRAM hits against 0.959 at 5 ms. With '
-             'tried_regions, or when set, as configured (at most '
-             'damon_aggr_us). Default 5000 (interval / 160 with '
-             'damon_source = trace).'),
+             '0.978 of the oracle\'s DRAM hits against 0.959 at 5 ms. '
+             'Unset, it is also no longer than a configured damon_aggr_us '
+             '(but at least 5 ms); a value that is set is used as it is '
+             'and must not exceed damon_aggr_us. Default 5000 (interval / '
+             '160 with damon_source = trace).'),
     cfg.IntOpt(
         'damon_aggr_us',
         min=100,

@@ -46,6 +46,7 @@ from loki_nova.memtier.policy import arbiter
 from loki_nova.memtier.policy import planner as planner_mod
 from loki_nova.memtier import topology as topology_mod
 from loki_nova.memtier import trackers
+from loki_nova.memtier.trackers import damon
 
 LOG = logging.getLogger(__name__)
 MiB = 1024 * 1024
@@ -233,11 +234,13 @@ def check_damon_intervals(conf):
     aggr_us = conf.damon_aggr_us
     if aggr_us is None:
         return
-    if conf.damon_sample_us is not None and aggr_us < conf.damon_sample_us:
+    sample_us = conf.damon_sample_us
+    if aggr_us < (sample_us or damon.DEFAULT_SAMPLE_US):
         raise ValueError(
             '[memtier] damon_aggr_us (%d) must be at least damon_sample_us '
-            '(%d): DAMON counts the samples of one aggregation interval'
-            % (aggr_us, conf.damon_sample_us))
+            '(%s): DAMON counts the samples of one aggregation interval'
+            % (aggr_us, sample_us or '%d when unset'
+               % damon.DEFAULT_SAMPLE_US))
     if aggr_us > conf.interval * 1e6:
         if conf.damon_source == 'trace':
             why = ('some intervals see no aggregation of a guest, and '
@@ -286,7 +289,7 @@ class Agent:
         self.mover = mover or mover_mod.Mover(
             mover_mod.RateLimiter(conf.move_rate_mb_per_s * MiB,
                                   stop=self.stop,
-                                  meanwhile=every and self._collect,
+                                  meanwhile=self._collect if every else None,
                                   meanwhile_every_s=every),
             batch_pages=conf.move_batch_pages)
         self.chunk_size = conf.chunk_size_kb * 1024
@@ -802,13 +805,14 @@ class Agent:
         self.wake.clear()
 
     def _collect(self):
-        """The tracker's ``collect()`` between intervals; a failure is the
-        next sample's to report."""
+        """The tracker's ``collect()`` between its samples (between
+        intervals, after a guest's moves, while a move waits); a failure
+        is the next sample's to report."""
         try:
             self.tracker.collect()
         except Exception as exc:
-            LOG.debug('the tracker could not collect between intervals: '
-                      '%s', exc)
+            LOG.debug('the tracker could not collect between samples: %s',
+                      exc)
 
     def shutdown(self):
         """Stop after the move batch in flight (signal-safe)."""

@@ -203,10 +203,10 @@ class RateLimiter:
     intervals) and the schedule restarts now, so idleness never becomes a
     burst.  A rate of 0 sends nothing.
 
-    ``meanwhile``, if given, is called at least every ``meanwhile_every_s``
-    of a wait (the agent empties DAMON's trace buffer there, which a long
-    paced move would otherwise let overflow); its exceptions are the
-    caller's to avoid."""
+    ``meanwhile``, if given, is called every ``meanwhile_every_s`` while
+    sends go on, during waits and between sends that go at once (the
+    agent empties DAMON's trace buffer there, which a long move would
+    otherwise let overflow); its exceptions are the caller's to avoid."""
 
     def __init__(self, bytes_per_s, catch_up_s=1.0, clock=time.monotonic,
                  stop=None, meanwhile=None, meanwhile_every_s=None):
@@ -223,12 +223,14 @@ class RateLimiter:
         self.stop = stop or threading.Event()
         self.meanwhile = meanwhile
         self.meanwhile_every_s = meanwhile_every_s
+        self._meanwhile_due = None
         self._next = None
 
     def acquire(self, nbytes):
         """Returns False when stopped (nothing may be sent)."""
         if self.rate <= 0:
             return False
+        self._meanwhile_if_due()
         now = self.clock()
         if self._next is None or self._next < now - self.catch_up_s:
             self._next = now
@@ -238,17 +240,31 @@ class RateLimiter:
             return False
         return not self.stop.is_set()
 
+    def _meanwhile_if_due(self):
+        """Call ``meanwhile`` if ``meanwhile_every_s`` have passed since
+        the last call (or the first ``acquire``): between batches that go
+        at once (a move slower than the cap) as well as during waits."""
+        if self.meanwhile is None:
+            return
+        now = self.clock()
+        if self._meanwhile_due is None:
+            self._meanwhile_due = now + self.meanwhile_every_s
+        elif now >= self._meanwhile_due:
+            self.meanwhile()
+            self._meanwhile_due = self.clock() + self.meanwhile_every_s
+
     def _wait_until(self, deadline):
         """False if stopped before ``deadline``."""
-        if self.meanwhile is None:
-            return not self.stop.wait(deadline - self.clock())
         while True:
             now = self.clock()
             if now >= deadline:
                 return True
-            if self.stop.wait(min(deadline - now, self.meanwhile_every_s)):
+            until = deadline
+            if self.meanwhile is not None:
+                until = min(deadline, self._meanwhile_due)
+            if until > now and self.stop.wait(until - now):
                 return False
-            self.meanwhile()
+            self._meanwhile_if_due()
 
 
 class Mover:

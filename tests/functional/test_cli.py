@@ -131,13 +131,22 @@ def test_simulate_synthetic_traces_read_as_damons_trace():
                             *extra)
         assert done.returncode == 0, done.stderr
         [result] = json.loads(done.stdout)
+        # Unset: the agent's default with the trace, 5 s / 160.
         assert result['config']['sample_us'] == (int(extra[1]) if extra
-                                                 else None)
+                                                 else 31250)
         ratios[extra] = result['policies']['loki']['ratio_to_oracle']
     assert ratios[()] > ratios[('--sample-us', '5000')] + 0.005, ratios
     done = loki_memtier('simulate', '--sample-us', '0')
     assert done.returncode == 2 and done.stdout == ''
     assert '--sample-us must be > 0, got 0' in done.stderr
+    # Each window's own knob only.
+    done = loki_memtier('simulate', '--sample-us', '5000')
+    assert done.returncode == 2 and done.stdout == ''
+    assert '--sample-us is for --tracker-window interval' in done.stderr
+    done = loki_memtier('simulate', '--tracker-window', 'interval',
+                        '--samples', '20')
+    assert done.returncode == 2 and done.stdout == ''
+    assert '--samples is for --tracker-window 1' in done.stderr
 
 
 def test_simulate_refuses_a_file_that_is_not_a_trace(tmp_path):

@@ -159,8 +159,15 @@ def cpu_accounts(vms):
     hz = os.sysconf('SC_CLK_TCK')
     with open('/proc/stat') as f:
         ticks = [int(x) for x in f.readline().split()[1:]]
-    busy, total = sum(ticks) - ticks[3] - ticks[4], sum(ticks)
-    parts = ['%s QEMU %.0f' % (vm.label, cpu_seconds(vm.pid)) for vm in vms]
+    # user .. steal; guest time is counted in user already.
+    total = sum(ticks[:8])
+    busy = total - ticks[3] - ticks[4]
+    parts = []
+    for vm in vms:
+        try:
+            parts.append('%s QEMU %.0f' % (vm.label, cpu_seconds(vm.pid)))
+        except OSError:
+            parts.append('%s QEMU gone' % vm.label)
     parts.append('this process %.0f' % cpu_seconds())
     daemons = {}
     for pid in os.listdir('/proc'):

@@ -83,6 +83,12 @@ def test_damon_intervals_left_unset_are_the_trackers_and_long_ones_warn(
     conf = make_conf(tmp_path, tracker='damon', damon_aggr_us=20000)
     agent_mod.check_damon_intervals(conf)
     assert 'damon_aggr_us' not in caplog.text
+    # ... unless it is shorter than the least default sampling.
+    with pytest.raises(ValueError,
+                       match=r'damon_aggr_us \(4000\) must be at least '
+                             r'damon_sample_us \(5000 when unset\)'):
+        agent_mod.check_damon_intervals(
+            make_conf(tmp_path, tracker='damon', damon_aggr_us=4000))
     # Longer than the interval: each source says what it costs.
     for source, why in (('trace', 'some intervals see no aggregation of a '
                                   'guest'),

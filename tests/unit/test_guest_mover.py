@@ -357,6 +357,35 @@ def test_rate_limiter_calls_meanwhile_through_a_long_wait():
         mover.RateLimiter(1, meanwhile=calls.append)
 
 
+def test_rate_limiter_calls_meanwhile_every_so_often_over_many_sends():
+    """Over a move of many batches, every ``meanwhile_every_s``: not after
+    each wait, and also when the sends never wait (each batch takes
+    longer than its slot)."""
+    clock = _Clock()
+    calls = []
+    lim = mover.RateLimiter(10 * MiB, clock=clock, stop=clock,
+                            meanwhile=lambda: calls.append(clock.now),
+                            meanwhile_every_s=0.5)
+    for _ in range(100):
+        assert lim.acquire(1 * MiB)     # 0.1 s slots: 9.9 s of waits
+    assert clock.now - 100.0 == pytest.approx(9.9)
+    assert len(calls) == 19
+    assert all(b - a == pytest.approx(0.5) for a, b in zip(calls, calls[1:]))
+    slow = _Clock()
+    calls = []
+    lim = mover.RateLimiter(1 << 40, clock=slow, stop=slow,
+                            meanwhile=lambda: calls.append(slow.now),
+                            meanwhile_every_s=0.5)
+    for _ in range(100):
+        assert lim.acquire(1 * MiB)
+        slow.now += 0.1                 # the batch itself
+    assert slow.waits == []
+    # Checked before each batch: at most one batch (0.1 s) late.
+    assert len(calls) == 16
+    assert all(0.5 - 1e-9 <= b - a <= 0.6 + 1e-9
+               for a, b in zip(calls, calls[1:]))
+
+
 def test_rate_limiter_meanwhile_stops_with_the_wait():
     class Stopping(_Clock):
         def wait(self, seconds):

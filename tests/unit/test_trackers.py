@@ -518,6 +518,29 @@ def test_damon_sampling_defaults_to_one_check_per_unit_of_the_trace():
     assert (aggr // sample) * (5.0 * 1e6 / aggr) == damon.TRACE_SCALE
 
 
+def test_damon_intervals_resolve_what_is_unset():
+    r = damon.resolve_intervals
+    # Both unset: each source's defaults.
+    assert r('tried_regions', interval_s=5.0) == (5000, 100000)
+    assert r('trace', interval_s=5.0) == (31250, 1000000)
+    # At 7 s the aggregation is a whole number of samples (22 of
+    # 43.75 ms), as DAMON counts them.
+    assert r('trace', interval_s=7.0) == (43750, 962500)
+    # Set values are used as they are.
+    assert r('trace', 10000, 50000, 5.0) == (10000, 50000)
+    # A set aggregation caps the default sampling, never below 5 ms.
+    assert r('trace', None, 20000, 5.0) == (20000, 20000)
+    assert r('trace', None, 5000, 5.0) == (5000, 5000)
+    with pytest.raises(ValueError, match=r'aggregation interval \(4000 us\) '
+                                         r'must be at least its sampling '
+                                         r'interval \(5000 us\)'):
+        r('trace', None, 4000, 5.0)
+    with pytest.raises(ValueError, match=r'\(20000 us\) must be at least '
+                                         r'its sampling interval '
+                                         r'\(30000 us\)'):
+        r('tried_regions', 30000, 20000)
+
+
 def test_weighted_accesses_match_a_page_by_page_count():
     rng = np.random.default_rng(5)
     page = 4096

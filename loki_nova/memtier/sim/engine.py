@@ -106,11 +106,11 @@ class SimConfig:
     interval_s: float = 5.0
     move_mb_per_s: float = 256.0
     #: Synthetic traces: checks per tracker read, each of
-    #: ``1 / samples`` of the interval, for a tracker window of 1 (a
-    #: simplified tracker that reads once per interval); with
+    #: ``1 / samples`` of the interval, for a tracker window of 1 (or any
+    #: N: a simplified tracker that reads once per interval); with
     #: ``'interval'`` a check every ``sample_us`` over the whole
-    #: interval, as DAMON's trace (see ``_start``; default the agent's,
-    #: ``damon.default_sample_us``).
+    #: interval, as DAMON's trace (see ``_start``; unset, the agent's,
+    #: ``damon.default_sample_us``, filled in).
     samples: int = 20
     sample_us: typing.Optional[int] = None
     detection: float = 0.9
@@ -150,6 +150,10 @@ class SimConfig:
                 not isinstance(self.sample_us, int) or self.sample_us < 1):
             raise ValueError('sample_us must be a whole number of '
                              'microseconds >= 1, got %r' % (self.sample_us,))
+        if self.sample_us is None and \
+                self.tracker_window == tracefile.WINDOW_INTERVAL:
+            self.sample_us = damon.default_sample_us('trace',
+                                                     self.interval_s)
         if self.chunk_rule not in damon.CHUNK_RULES:
             raise ValueError('chunk_rule must be one of %s, got %r'
                              % (', '.join(damon.CHUNK_RULES),
@@ -245,10 +249,6 @@ class Host:
             sampled = np.zeros(self.chunks, dtype=np.uint8)
         else:
             sampled = sampler.sample(accesses)
-            step = self.config.sample_scale // sampler.scale
-            if step > 1:
-                sampled = np.minimum(sampled.astype(np.uint16) * step,
-                                     255).astype(np.uint8)
         touched = accesses > 0
         for trace, part, is_recorded in zip(self.traces, self.guest_slices,
                                             recorded):
@@ -305,15 +305,14 @@ def _start(guests, config):
         # DAMON's trace read every interval: every check of the interval,
         # each looking back over one sampling interval, on the trace's
         # scale.
-        sample_us = config.sample_us or damon.default_sample_us(
-            'trace', config.interval_s)
-        checks = max(1, round(config.interval_s * 1e6 / sample_us))
+        checks = max(1, round(config.interval_s * 1e6 / config.sample_us))
         sampler = sampler_mod.AccessSampler(
             rng, checks, config.detection, check_share=1.0 / checks,
             scale=config.sample_scale)
     else:
         sampler = sampler_mod.AccessSampler(rng, config.samples,
-                                            config.detection)
+                                            config.detection,
+                                            scale=config.sample_scale)
     return host, sampler
 
 

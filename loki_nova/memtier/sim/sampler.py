@@ -50,6 +50,10 @@ class AccessSampler:
             raise ValueError('check_share must be in (0, 1], got %r'
                              % (check_share,))
         if scale is None:
+            if samples > 255:
+                raise ValueError('samples above 255 need a scale of 1-255 '
+                                 'to report them on, got %d samples'
+                                 % samples)
             scale = samples
         if not 1 <= scale <= 255:
             raise ValueError('scale must be 1-255, got %r' % (scale,))

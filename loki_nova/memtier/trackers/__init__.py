@@ -56,7 +56,8 @@ class Tracker:
     #: The value of a chunk seen accessed at every observation.
     scale = SAMPLE_SCALE
     #: How often, in seconds, the agent calls ``collect()`` while it waits
-    #: for the next interval; None: never.
+    #: for the next interval or while a move waits for the rate cap;
+    #: None: never.
     collect_every_s = None
 
     def update(self, guests):

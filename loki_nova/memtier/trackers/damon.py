@@ -105,9 +105,10 @@ TRACE_SCALE = 160
 #: 1, so the chunks around the DRAM boundary of a skewed workload look
 #: alike.  So with the trace the default is one check per unit of the
 #: scale over the interval (31.25 ms at 5 s), never below 5 ms: in the
-#: simulator (synthetic traces, DAMON's trace read over whole 5 s
-#: intervals) loki placed 0.978 of the oracle's hits on Zipf against
-#: 0.959 at 5 ms, and 0.914 on phases against 0.758.
+#: simulator (benchmarks/bench_policy.py: synthetic traces, DAMON's trace
+#: read over whole 5 s intervals, medians of five seeds) loki placed 0.978
+#: of the oracle's hits on Zipf against 0.959 at 5 ms, and 0.909 on
+#: phases against 0.743.
 DEFAULT_SAMPLE_US = 5000
 
 
@@ -118,6 +119,27 @@ def default_sample_us(source, interval_s=None):
     if source == 'trace' and interval_s:
         return max(DEFAULT_SAMPLE_US, int(interval_s * 1e6 / TRACE_SCALE))
     return DEFAULT_SAMPLE_US
+
+
+def resolve_intervals(source, sample_us=None, aggr_us=None,
+                      interval_s=None):
+    """DAMON's (sampling, aggregation) intervals in microseconds for
+    ``source``, each as configured or else its default: an unset sampling
+    interval is ``default_sample_us`` but no longer than a configured
+    aggregation (and never below ``DEFAULT_SAMPLE_US``); an unset
+    aggregation is ``default_aggr_us``.  ValueError when the aggregation
+    is shorter than the sampling."""
+    if sample_us is None:
+        sample_us = default_sample_us(source, interval_s)
+        if aggr_us is not None:
+            sample_us = max(DEFAULT_SAMPLE_US, min(sample_us, aggr_us))
+    if aggr_us is None:
+        aggr_us = default_aggr_us(source, sample_us, interval_s)
+    if aggr_us < sample_us:
+        raise ValueError('DAMON\'s aggregation interval (%d us) must be at '
+                         'least its sampling interval (%d us)'
+                         % (aggr_us, sample_us))
+    return sample_us, aggr_us
 
 
 #: With the trace, the agent empties the tracing buffer this often between
@@ -143,11 +165,9 @@ class DamonTracker(trackers.Tracker):
         if source not in SOURCES:
             raise ValueError('source must be one of %s, got %r'
                              % (', '.join(SOURCES), source))
-        if aggr_us is not None and sample_us is not None and \
-                aggr_us < sample_us:
-            raise ValueError('DAMON\'s aggregation interval (%d us) must be '
-                             'at least its sampling interval (%d us)'
-                             % (aggr_us, sample_us))
+        # Checked before anything is written, whatever the source turns
+        # out to be (an unset sampling interval is at least 5 ms).
+        resolve_intervals('tried_regions', sample_us, aggr_us, interval_s)
         if source == 'trace' and chunk_rule != 'bytes':
             raise ValueError('the trace source sums the regions of many '
                              'aggregations and takes chunk_rule "bytes" '
@@ -204,14 +224,8 @@ class DamonTracker(trackers.Tracker):
                 LOG.warning('DAMON: cannot read DAMON\'s trace events (%s); '
                             'reading each kdamond\'s tried regions instead, '
                             'one aggregation interval per sample', exc)
-        if sample_us is None:
-            sample_us = default_sample_us(self.damon_source, interval_s)
-            if aggr_us is not None:
-                # A configured aggregation caps the default sampling.
-                sample_us = min(sample_us, aggr_us)
-        if aggr_us is None:
-            aggr_us = default_aggr_us(self.damon_source, sample_us,
-                                      interval_s)
+        sample_us, aggr_us = resolve_intervals(
+            self.damon_source, sample_us, aggr_us, interval_s)
         self.attrs = dict(sample_us=sample_us, aggr_us=aggr_us,
                           update_us=update_us)
         if self.damon_source == 'trace':
@@ -424,7 +438,9 @@ def default_aggr_us(source, sample_us, interval_s=None):
     aggr_us = DEFAULT_AGGR_US[source]
     if source == 'trace' and interval_s:
         aggr_us = min(aggr_us, int(interval_s * 1e6 * TRACE_AGGR_SHARE))
-    return max(sample_us, aggr_us)
+    # A whole number of samples: DAMON counts that many per aggregation
+    # (rounding down), and the tracker times its waits by aggr_us.
+    return max(sample_us, aggr_us - aggr_us % sample_us)
 
 
 def kernel_config(kfs, option):
