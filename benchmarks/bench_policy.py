@@ -47,14 +47,17 @@ for each in copying and in the guest's stalls.
 
 Beside the goals each recorded entry reports ``held_out``: how far any
 policy that does not know the future could get, to read the
-``static-best`` goal against.  ``static-best`` picks its chunks from the
-totals of the very intervals it is scored on, so on a stationary program
-it also profits from the measurement noise of those intervals; its
-held-out variant picks for each half of the recording from the totals of
-the other half.  ``causal_top_k`` is the best of a few estimators that
-see what loki sees (the tracker's samples of the intervals before), with
-no move cap and no hysteresis: the previous interval, the sum of all
-intervals before, and heats halved every 1, 2 or 4 intervals.
+``static-best`` goal against (``sim.hindsight``).  ``static-best`` picks
+its chunks from the totals of the very intervals it is scored on, so on a
+stationary program it also profits from the chance variation of those
+intervals.  Its held-out variant picks for each half of the recording
+from the totals of the other half; its leave-one-out variant scores each
+interval against the pick from every other interval, future ones
+included.  ``causal_top_k`` is the best of a few estimators that see what
+loki sees (the tracker's samples of the intervals before), with no move
+cap and no hysteresis: the previous interval, the sum of all intervals
+before, and heats halved every 1, 2 or 4 intervals;
+``causal_exact_top_k`` the same fed the true accesses.
 
 Each recording is replayed once per tracker window (``--tracker-window``,
 default 1 and ``interval``; see ``sim.tracefile``): with 1 the tracker's
@@ -80,9 +83,8 @@ import os
 import statistics
 import sys
 
-import numpy as np
-
 from loki_nova.memtier.sim import engine
+from loki_nova.memtier.sim import hindsight
 from loki_nova.memtier.sim import policies
 from loki_nova.memtier.sim import tracefile
 from loki_nova.memtier.trackers import damon
@@ -177,53 +179,30 @@ def recorded(paths, params=None, chunk_rule=damon.DEFAULT_CHUNK_RULE,
     return report
 
 
-def _top(values, k):
-    return np.argsort(-values, kind='stable')[:k]
-
-
 def held_out(result, trace_path, chunk_rule=damon.DEFAULT_CHUNK_RULE,
              window=1):
-    """Hit ratios over the measured intervals of a replay (``result``) of
-    placements chosen without seeing the intervals they are scored on
-    (see the module's docstring), with loki's and static-best's from the
-    replay for comparison."""
+    """``sim.hindsight``'s references for a replay (``result``) of
+    ``trace_path``, with loki's hit ratio from the replay beside them."""
     config = result.config
     trace = tracefile.RecordedTrace(trace_path, config.chunk_size,
                                     chunk_rule, window, config.sample_scale)
-    n, warmup = trace.intervals, config.warmup
-    k = int(trace.chunks * config.dram_share)
-    accesses = np.array([trace.accesses(i) for i in range(n)])
-    samples = np.array([trace.samples(i) for i in range(n)],
-                       dtype=np.float64)
-    measured = accesses[warmup:].sum()
-
-    def score(choose):
-        hits = sum(accesses[i][choose(i)].sum() for i in range(warmup, n))
-        return float(hits / measured) if measured else 0.0
-
-    half = n // 2
-    first, second = (_top(accesses[:half].sum(0), k),
-                     _top(accesses[half:].sum(0), k))
-    heats = {}
-    for name, keep in (('previous-interval', 0.0), ('cumulative', 1.0),
-                       ('halved-1', 0.5), ('halved-2', 0.75),
-                       ('halved-4', 0.5 ** 0.25)):
-        heat = np.zeros((n, trace.chunks))
-        for i in range(1, n):
-            heat[i] = heat[i - 1] * keep + samples[i - 1]
-        heats[name] = heat
-    causal = {name: score(lambda i, h=heat: _top(h[i], k))
-              for name, heat in heats.items()}
-    best = max(causal, key=causal.get)
-
+    n = trace.intervals
+    refs = hindsight.references(
+        [trace.accesses(i) for i in range(n)],
+        [trace.samples(i) for i in range(n)], config.warmup,
+        int(trace.chunks * config.dram_share))
+    causal, causal_hit = hindsight.best(refs['causal'])
+    exact, exact_hit = hindsight.best(refs['causal_exact'])
     return {
         'loki': round(result.policy('loki').hit_ratio, 4),
-        'static_best_in_sample': round(
-            result.policy('static-best').hit_ratio, 4),
-        'static_best_held_out': round(score(
-            lambda i: second if i < half else first), 4),
-        'causal_top_k': round(causal[best], 4),
-        'causal_estimator': best,
+        'static_best_in_sample': round(refs['static_in_sample'], 4),
+        'static_best_held_out': round(refs['static_held_out'], 4),
+        'static_best_leave_one_out': round(refs['static_leave_one_out'],
+                                           4),
+        'causal_top_k': round(causal_hit, 4),
+        'causal_estimator': causal,
+        'causal_exact_top_k': round(exact_hit, 4),
+        'causal_exact_estimator': exact,
     }
 
 
@@ -259,16 +238,18 @@ def _print_recorded(report):
         for share, entry in trace['dram'].items():
             print('%-22s %5s ' % (name, share) + ' '.join(
                 '%8d' % entry['migrated_mib'][c] for c in MOVING))
-    print('%-22s %5s %8s %9s %9s %9s  %s' % (
-        'held out', 'DRAM', 'loki', 'static-in', 'static-ho', 'causal',
-        'causal estimator'))
+    print('%-22s %5s %8s %9s %9s %9s %9s %9s  %s' % (
+        'held out', 'DRAM', 'loki', 'static-in', 'static-ho', 'static-lo',
+        'causal', 'exact', 'causal estimator (samples / exact)'))
     for name, trace in report.items():
         for share, entry in trace['dram'].items():
             h = entry['held_out']
-            print('%-22s %5s %8.4f %9.4f %9.4f %9.4f  %s' % (
-                name, share, h['loki'], h['static_best_in_sample'],
-                h['static_best_held_out'], h['causal_top_k'],
-                h['causal_estimator']))
+            print('%-22s %5s %8.4f %9.4f %9.4f %9.4f %9.4f %9.4f  %s / %s'
+                  % (name, share, h['loki'], h['static_best_in_sample'],
+                     h['static_best_held_out'],
+                     h['static_best_leave_one_out'], h['causal_top_k'],
+                     h['causal_exact_top_k'], h['causal_estimator'],
+                     h['causal_exact_estimator']))
 
 
 WINDOW_MEANINGS = {
