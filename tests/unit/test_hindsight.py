@@ -47,6 +47,36 @@ def test_static_in_sample_profits_from_the_scored_intervals():
     # [7 5] -> 0 (1).
     assert c['cumulative'] == pytest.approx(8 / 16)
     assert hindsight.best(c) == ('cumulative', pytest.approx(0.5))
+    # Halved each interval: [0 0] -> 0 (3), [3 1] -> 0 (1),
+    # [2.5 3.5] -> 1 (1), [4.25 2.75] -> 0 (1).
+    assert c['halved-1'] == pytest.approx(6 / 16)
+
+
+def test_held_out_halves_pick_from_the_other_half():
+    # The hot chunk changes half-way: each half's pick is the other one's
+    # cold chunk.
+    shift = np.array([[3, 0], [3, 0], [0, 3], [0, 3]])
+    refs = hindsight.references(shift, shift, warmup=0, k=1)
+    assert refs['static_held_out'] == 0.0
+    assert refs['static_in_sample'] == pytest.approx(0.5)
+    # The other three intervals hold two of the other chunk's: 0 too.
+    assert refs['static_leave_one_out'] == 0.0
+
+
+@pytest.mark.parametrize('later, expected', [
+    # A chunk used 10 times, then another used `later` times; which one
+    # the estimators put in DRAM for the third interval (scored: only
+    # the second chunk is used then) shows the share of heat each keeps.
+    (7.2, {'previous-interval': 1.0, 'cumulative': 0.0, 'halved-1': 1.0,
+           'halved-2': 1.0, 'halved-4': 0.0}),       # 10 x 0.707 < 7.2
+    (4, {'previous-interval': 1.0, 'cumulative': 0.0, 'halved-1': 0.0,
+         'halved-2': 0.0, 'halved-4': 0.0}),         # 10 x 0.5 > 4
+])
+def test_each_estimator_keeps_its_share_of_the_past(later, expected):
+    accesses = np.array([[10, 0], [0, later], [0, 1]])
+    refs = hindsight.references(accesses, accesses, warmup=2, k=1)
+    assert refs['causal_exact'] == expected
+    assert refs['causal'] == expected
 
 
 def test_causal_estimators_see_samples_and_only_the_past():
@@ -76,9 +106,13 @@ def test_no_access_scores_nothing():
 
 @pytest.mark.parametrize('kwargs, match', [
     (dict(samples=np.zeros((4, 3))), 'same shape'),
+    (dict(accesses=TURNS[:1], samples=TURNS[:1]),
+     'at least 2 intervals.*got 1'),
     (dict(warmup=4), r'warmup must be 0 to 3'),
     (dict(warmup=-1), r'warmup must be 0 to 3'),
+    (dict(warmup=0.5), r'warmup must be a whole number, got 0.5'),
     (dict(k=3), r'k must be 0 to 2'),
+    (dict(k=1.5), r'k must be a whole number, got 1.5'),
 ])
 def test_bad_arguments_are_named(kwargs, match):
     args = dict(accesses=TURNS, samples=TURNS, warmup=0, k=1)
@@ -110,5 +144,19 @@ def test_in_sample_reference_is_the_simulators_static_best(name, share):
         int(trace.chunks * share))
     assert refs['static_in_sample'] == pytest.approx(
         result.policy('static-best').hit_ratio, abs=1e-12)
-    # Leaving the scored interval out never helps a static pick.
+    # Leave-one-out, worked out independently: each scored interval
+    # against the k chunks with the most accesses in all the others
+    # (ties to the lower index).
+    accesses = [trace.accesses(i) for i in range(n)]
+    k = int(trace.chunks * share)
+    hits = total = 0.0
+    for i in range(config.warmup, n):
+        others = [sum(float(a[c]) for j, a in enumerate(accesses) if j != i)
+                  for c in range(trace.chunks)]
+        pick = sorted(range(trace.chunks),
+                      key=lambda c: (-others[c], c))[:k]
+        hits += sum(float(accesses[i][c]) for c in pick)
+        total += float(accesses[i].sum())
+    assert refs['static_leave_one_out'] == pytest.approx(hits / total)
+    # And here (as on every trace) it is no more than static-best.
     assert refs['static_leave_one_out'] <= refs['static_in_sample']

@@ -36,9 +36,14 @@ warm-up, ties broken by chunk index):
 * ``causal_exact``: the same estimators fed the true accesses of the
   intervals before: what a perfect tracker would allow.
 
-Where ``static_in_sample`` is above ``static_leave_one_out``, reaching it
-needs knowledge of the very interval being scored.
+``static_leave_one_out`` is never above ``static_in_sample``, interval by
+interval (for whole access counts; with fractions, up to rounding): the
+pick from the totals maximises the totals.  Where it is below, reaching
+static-best needs knowledge of the very interval being scored -- or luck
+in breaking ties that only that interval breaks.
 """
+
+import operator
 
 import numpy as np
 
@@ -60,12 +65,20 @@ def _check(accesses, samples, warmup, k):
                          'shape (intervals, chunks), got %s and %s'
                          % (accesses.shape, samples.shape))
     intervals, chunks = accesses.shape
-    if not 0 <= warmup < intervals:
-        raise ValueError('warmup must be 0 to %d (the intervals less one), '
-                         'got %d' % (intervals - 1, warmup))
-    if not 0 <= k <= chunks:
-        raise ValueError('k must be 0 to %d (the chunks), got %d'
-                         % (chunks, k))
+    if intervals < 2:
+        raise ValueError('accesses must hold at least 2 intervals (a pick '
+                         'from the others needs one), got %d' % intervals)
+    for name, value, most, what in (
+            ('warmup', warmup, intervals - 1, 'the intervals less one'),
+            ('k', k, chunks, 'the chunks')):
+        try:
+            operator.index(value)
+        except TypeError:
+            raise ValueError('%s must be a whole number, got %r'
+                             % (name, value)) from None
+        if not 0 <= value <= most:
+            raise ValueError('%s must be 0 to %d (%s), got %d'
+                             % (name, most, what, value))
     return accesses, samples
 
 
