@@ -169,7 +169,7 @@ def recorded(paths, params=None, chunk_rule=damon.DEFAULT_CHUNK_RULE,
                               for p in result.policies
                               if p.name in MOVING},
                 goals=goals, passed=all(goals.values()),
-                held_out=held_out(result, path, chunk_rule, window))
+                held_out=held_out(result))
             per_share['%g%%' % (share * 100)] = entry
         report[os.path.basename(path)] = {
             'footprint_mib': result.guests[0].memory_mb,
@@ -179,18 +179,10 @@ def recorded(paths, params=None, chunk_rule=damon.DEFAULT_CHUNK_RULE,
     return report
 
 
-def held_out(result, trace_path, chunk_rule=damon.DEFAULT_CHUNK_RULE,
-             window=1):
-    """``sim.hindsight``'s references for a replay (``result``) of
-    ``trace_path``, with loki's hit ratio from the replay beside them."""
-    config = result.config
-    trace = tracefile.RecordedTrace(trace_path, config.chunk_size,
-                                    chunk_rule, window, config.sample_scale)
-    n = trace.intervals
-    refs = hindsight.references(
-        [trace.accesses(i) for i in range(n)],
-        [trace.samples(i) for i in range(n)], config.warmup,
-        int(trace.chunks * config.dram_share))
+def held_out(result):
+    """The replay's ``sim.hindsight`` references (``result.hindsight``),
+    with loki's hit ratio beside them."""
+    refs = result.hindsight
     causal, causal_hit = hindsight.best(refs['causal'])
     exact, exact_hit = hindsight.best(refs['causal_exact'])
     return {

@@ -41,6 +41,8 @@ def test_simulate_defaults_print_a_comparison_table():
         assert '\n%s ' % policy in done.stdout
     assert 'zipf' in done.stdout and 'hotset' in done.stdout
     assert 'loki back to >= 90% of the oracle' in done.stdout
+    # Only replays of recordings say what static-best knows.
+    assert 'static-best chose from' not in done.stdout
 
 
 def test_simulate_json_and_plot(tmp_path):
@@ -92,6 +94,21 @@ def test_simulate_replays_a_recorded_trace():
     assert all(h <= hits['oracle'] + 1e-9 for h in hits.values())
     assert len(result['policies']['loki']['hit_per_interval']) == \
         config['intervals']
+    # What static-best knows: its own hit ratio, and the references
+    # without the scored intervals, none above it.
+    refs = result['hindsight']
+    assert refs['static_in_sample'] == pytest.approx(
+        hits['static-best'], abs=1e-6)
+    assert refs['static_leave_one_out'] <= refs['static_in_sample']
+    assert set(refs['causal']) == set(refs['causal_exact']) == {
+        'previous-interval', 'cumulative', 'halved-1', 'halved-2',
+        'halved-4'}
+    table = loki_memtier('simulate', '--trace-file', path, '--dram-share',
+                         '0.125')
+    assert table.returncode == 0, table.stderr
+    assert 'future ones too: %.4f' % refs['static_leave_one_out'] \
+        in table.stdout
+    assert 'other half: %.4f' % refs['static_held_out'] in table.stdout
 
 
 def test_simulate_takes_the_tracker_window():

@@ -97,6 +97,16 @@ def test_causal_estimators_see_samples_and_only_the_past():
     assert refs['static_leave_one_out'] == pytest.approx(5 / 9)
 
 
+def test_only_replays_of_recordings_with_static_best_have_references():
+    config = engine.SimConfig(intervals=4, warmup=1)
+    synthetic = engine.run([engine.GuestSpec('g', 64, 'zipf')], config)
+    assert synthetic.hindsight is None
+    path = os.path.join(TRACES, 'sqlite-zipf.npz')
+    replay = engine.run([engine.GuestSpec('g', 0, trace_file=path)], config,
+                        policy_names=('loki', 'oracle'))
+    assert replay.hindsight is None
+
+
 def test_no_access_scores_nothing():
     quiet = np.zeros((3, 2))
     refs = hindsight.references(quiet, quiet, warmup=1, k=1)
@@ -144,6 +154,8 @@ def test_in_sample_reference_is_the_simulators_static_best(name, share):
         int(trace.chunks * share))
     assert refs['static_in_sample'] == pytest.approx(
         result.policy('static-best').hit_ratio, abs=1e-12)
+    # The replay gives the same references, from what it drew.
+    assert result.hindsight == refs
     # Leave-one-out, worked out independently: each scored interval
     # against the k chunks with the most accesses in all the others
     # (ties to the lower index).

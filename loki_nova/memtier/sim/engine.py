@@ -43,6 +43,7 @@ from loki_nova.memtier import agent
 from loki_nova.memtier import classifier
 from loki_nova.memtier.policy import arbiter
 from loki_nova.memtier.policy import planner as planner_mod
+from loki_nova.memtier.sim import hindsight as hindsight_mod
 from loki_nova.memtier.sim import policies as policies_mod
 from loki_nova.memtier.sim import sampler as sampler_mod
 from loki_nova.memtier.sim import tracefile
@@ -291,6 +292,9 @@ class SimResult:
     shift_at: int = None
     adaptation_intervals: int = None
     budgets_mb: dict = None
+    #: For a replay of recordings only, with static-best among the
+    #: policies: ``sim.hindsight``'s references over the host's chunks.
+    hindsight: dict = None
 
     def policy(self, name):
         return next(p for p in self.policies if p.name == name)
@@ -369,8 +373,16 @@ def run(guests, config=None, policy_names=policies_mod.POLICY_NAMES,
     hits = {p.name: [] for p in policies}
     guest_hits = {p.name: np.zeros((len(host.guests), 2)) for p in policies}
     budgets = {g.name: [] for g in host.guests}
+    # What static-best knows, to say how much of it a policy could reach
+    # (sim.hindsight): kept for replays of recordings, which are small.
+    seen = ([], []) if totals is not None and all(
+        isinstance(t, tracefile.RecordedTrace) for t in host.traces) \
+        else None
     for interval in range(config.intervals):
         accesses, sampled, touched = host.draw(interval, sampler)
+        if seen is not None:
+            seen[0].append(accesses)
+            seen[1].append(sampled.copy())
         total = float(accesses.sum()) or 1.0
         for policy in policies:
             policy.allocate(touched)
@@ -413,6 +425,9 @@ def run(guests, config=None, policy_names=policies_mod.POLICY_NAMES,
 
     sim = SimResult(config=config, guests=host.specs, policies=results,
                     budgets_mb=budgets)
+    if seen is not None and config.intervals >= 2:
+        sim.hindsight = hindsight_mod.references(
+            seen[0], seen[1], config.warmup, host.dram_chunks)
     shifts = [getattr(t, 'shift_at', None) for t in host.traces]
     shift_at = next((s for s in shifts if s is not None), None)
     if shift_at is not None and oracle is not None and \

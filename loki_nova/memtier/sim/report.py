@@ -16,6 +16,8 @@
 
 import dataclasses
 
+from loki_nova.memtier.sim import hindsight
+
 GiB = 1024 ** 3
 
 
@@ -40,7 +42,14 @@ def as_dict(result):
             } for p in result.policies},
         'shift_at': result.shift_at,
         'adaptation_intervals': result.adaptation_intervals,
+        'hindsight': _rounded(result.hindsight),
     }
+
+
+def _rounded(value):
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value if value is None else round(value, 6)
 
 
 def table(result, title=None):
@@ -75,7 +84,27 @@ def table(result, title=None):
                          result.shift_at,
                          'never' if adapted is None
                          else '%d interval(s)' % adapted))
+    if result.hindsight is not None:
+        lines.extend(hindsight_lines(result.hindsight))
     return '\n'.join(lines)
+
+
+def hindsight_lines(refs):
+    """What static-best knows that no policy can (``sim.hindsight``), in
+    words."""
+    causal, causal_hit = hindsight.best(refs['causal'])
+    exact, exact_hit = hindsight.best(refs['causal_exact'])
+    return [
+        'static-best chose from the intervals it is scored on; without '
+        'them:',
+        '  each interval against the pick from all the others, future '
+        'ones too: %.4f' % refs['static_leave_one_out'],
+        '  each half against the pick from the other half: %.4f'
+        % refs['static_held_out'],
+        '  best estimator from earlier intervals (no move cap or '
+        'hysteresis): %.4f (%s) on the samples, %.4f (%s) on the true '
+        'accesses' % (causal_hit, causal, exact_hit, exact),
+    ]
 
 
 def plot(results, path):
