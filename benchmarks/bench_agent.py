@@ -94,7 +94,8 @@ def make_conf(tmp, tracker):
     path = os.path.join(tmp, 'memtier.conf')
     with open(path, 'w') as f:
         f.write('[memtier]\nwatchers = process\nregistration_dir = %s\n'
-                'state_dir = %s\ndram_reserve_mb = 0\ntracker = %s\n'
+                'state_dir = %s\ndram_reserve_mb = 0\ndram_free_min_mb = 0\n'
+                'tracker = %s\n'
                 % (os.path.join(tmp, 'guests'), os.path.join(tmp, 'state'),
                    tracker))
     from oslo_config import cfg

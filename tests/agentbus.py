@@ -50,7 +50,8 @@ NODE_FREE_MB = 768
 
 def make_conf(tmp_path, notifications=False, url='fake:/', host=HOST,
               **memtier):
-    settings = dict(dram_reserve_mb=0, watchers='process',
+    settings = dict(dram_reserve_mb=0, dram_free_min_mb=0,
+                    watchers='process',
                     registration_dir=tmp_path / 'guests',
                     state_dir=tmp_path / 'state', interval=0.5,
                     host=host, usage_interval=1.0)

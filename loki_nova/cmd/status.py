@@ -143,9 +143,15 @@ def _mb(value):
 
 def format_status(stats):
     """The ``status`` table for a ``host_stats`` answer."""
-    lines = ['Tiers (interval %s, every %.1f s; host reserve %d MiB DRAM):'
+    kept = ''
+    if stats.get('dram_free_min_mb') is not None:   # older agents: none
+        kept = ', %d MiB kept free%s' % (
+            stats['dram_free_min_mb'],
+            ' (on-demand guests held back for it)'
+            if stats.get('held_back_by_free_dram') else '')
+    lines = ['Tiers (interval %s, every %.1f s; host reserve %d MiB DRAM%s):'
              % (stats['interval'], stats['interval_s'],
-                stats['dram_reserve_mb'])]
+                stats['dram_reserve_mb'], kept)]
     for tier in stats['tiers']:
         name = 'DRAM' if tier['rank'] == 0 else 'slow %d' % tier['rank']
         free = tier.get('free_mb')

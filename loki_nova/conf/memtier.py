@@ -90,6 +90,21 @@ memtier_opts = [
              'must be less than the DRAM tier\'s capacity: the agent '
              'refuses to start otherwise. Default 2048.'),
     cfg.IntOpt(
+        'dram_free_min_mb',
+        default=1024,
+        min=0,
+        help='Free DRAM, in MiB, that on-demand guests never grow into: '
+             'DRAM above their floors is handed out only while the DRAM '
+             'nodes keep this much available (MemFree plus Inactive(file), '
+             'page cache the kernel can reclaim, of the DRAM nodes, read '
+             'each interval), and when untiered guests, the host or '
+             'anything else the agent does not manage takes DRAM, '
+             'on-demand guests are dialled back towards their floors until '
+             'it is available again. Floors are never cut for it: they are '
+             'guaranteed (Placement counted them). The agent logs when '
+             'this limits the budgets. 0 counts only dram_reserve_mb. '
+             'Default 1024.'),
+    cfg.IntOpt(
         'heat_decay_shift',
         default=1,
         min=0,

@@ -319,6 +319,12 @@ class Agent:
         self._step = None
         #: MiB of pending reservations the floors left no room for.
         self._reservations_short_mb = 0
+        # [memtier] dram_free_min_mb: whether it limits the budgets now,
+        # the DRAM last found available, and whether an unreadable meminfo
+        # was reported.
+        self._free_limited = False
+        self._available_last = None
+        self._free_unknown_warned = False
         #: Called with each IntervalReport (usage metering).
         self.listeners = []
 
@@ -487,11 +493,16 @@ class Agent:
 
     # -- budget -----------------------------------------------------------
 
-    def budgets(self, keys, reserved_mb=0):
+    def budgets(self, keys, reserved_mb=0, dram_mb=None):
         """DRAM budgets of the managed guests ``keys`` (those measured
         this interval).  The floors of managed guests left out still hold
         their DRAM, and pending reservations (``reserved_mb``) take only
-        what all the floors leave: neither cuts a floor."""
+        what all the floors leave: neither cuts a floor.
+
+        With ``dram_mb`` (MiB of DRAM each of ``keys`` holds, as measured
+        this interval), DRAM above the floors is also limited to what
+        those guests hold plus what the DRAM nodes have available beyond
+        ``dram_free_min_mb`` (``free_dram_limit``)."""
         demands = []
         for key in keys:
             p = self.guests[key].guest.policy
@@ -502,17 +513,62 @@ class Agent:
         unmeasured = sum(m.guest.policy.floor_mb
                          for k, m in self.guests.items() if k not in keys)
         capacity = max(0, self.topology.fast_mb - unmeasured)
+        reserve = self.conf.dram_reserve_mb
+        if dram_mb is not None:
+            held = sum(dram_mb.values())
+            floors = sum(d.floor_mb for d in demands)
+            limit = self.free_dram_limit(held, floors)
+            # Limited: the guests' wishes (and the reservations) would get
+            # more than available DRAM allows.
+            wished = floors + reserved_mb + sum(d.wanted_extra_mb
+                                                for d in demands)
+            limited = limit is not None and \
+                limit < min(capacity - reserve, wished)
+            if limit is not None:
+                capacity = min(capacity, limit + reserve)
+            if limited != self._free_limited:
+                if limited:
+                    LOG.info('DRAM above the floors is limited by available '
+                             'DRAM: managed guests hold %d MiB and the DRAM '
+                             'nodes have %d MiB available (MemFree + '
+                             'Inactive(file)), of which %d MiB stay free '
+                             '(dram_free_min_mb): budgets add up to at most '
+                             '%d MiB (floors %d MiB)', held,
+                             self._available_last, self.conf.dram_free_min_mb,
+                             limit, floors)
+                else:
+                    LOG.info('DRAM above the floors is no longer limited by '
+                             'available DRAM')
+                self._free_limited = limited
         try:
-            return arbiter.allocate(capacity, self.conf.dram_reserve_mb,
-                                    demands, reserved_mb)
+            return arbiter.allocate(capacity, reserve, demands, reserved_mb)
         except arbiter.InsufficientDram as exc:
             # Only the floors themselves (and the host reserve) can get
             # here: a reservation never takes a floor's place.
-            usable = max(0, capacity - self.conf.dram_reserve_mb)
+            usable = max(0, capacity - reserve)
             scale = usable / max(1, exc.floors_mb)
             LOG.error('%s; every floor is scaled by %.2f until it fits',
                       exc, scale)
             return {d.name: d.floor_mb * scale for d in demands}
+
+    def free_dram_limit(self, held_mb, floors_mb):
+        """The most DRAM (MiB) the guests measured this interval may be
+        given, who hold ``held_mb`` and whose floors are ``floors_mb``:
+        what they hold plus what the DRAM nodes have available beyond
+        ``dram_free_min_mb``, never below their floors.  None when the
+        nodes' meminfo cannot be read (no limit; a warning once)."""
+        available = self._free_mb(self.topology.fast_nodes,
+                                  ('MemFree', 'Inactive(file)'))
+        if available is None:
+            if not self._free_unknown_warned:
+                LOG.warning('cannot read the DRAM nodes\' meminfo: on-demand '
+                            'guests are not held to [memtier] '
+                            'dram_free_min_mb')
+                self._free_unknown_warned = True
+            return None
+        self._available_last = available
+        return max(floors_mb,
+                   int(held_mb + available - self.conf.dram_free_min_mb))
 
     def _reservations_short(self, reserved_mb):
         """MiB of ``reserved_mb`` the floors of all managed guests leave no
@@ -598,7 +654,10 @@ class Agent:
         short = self._reservations_short(reserved)
         self._doing('computing budgets')
         try:
-            budgets = self.budgets(list(observed), reserved)
+            budgets = self.budgets(list(observed), reserved, {
+                key: self.guests[key].layout.sizes[
+                    tier == classifier.TIER_FAST].sum() / MiB
+                for key, (access, tier) in observed.items()})
         except Exception:
             LOG.exception('the arbiter failed; no moves this interval')
             observed = {}
@@ -1013,15 +1072,16 @@ class Agent:
         """MemFree of the fast tier's nodes, as the kernel counts it."""
         return self._free_mb(self.topology.fast_nodes)
 
-    def _free_mb(self, nodes):
-        """MemFree of ``nodes`` in MiB, as the kernel counts it; None when
-        a node's meminfo cannot be read."""
+    def _free_mb(self, nodes, fields=('MemFree',)):
+        """The sum of ``fields`` (MemFree; Inactive(file) is page cache the
+        kernel reclaims first) of ``nodes``' meminfo in MiB, as the kernel
+        counts them; None when a node's meminfo cannot be read."""
         total_kb = 0
         try:
             for node in nodes:
-                total_kb += self.kfs.read_node_meminfo(
-                    '%s/node%d/meminfo' % (topology_mod.NODE_DIR, node.id)
-                ).get('MemFree', 0)
+                info = self.kfs.read_node_meminfo(
+                    '%s/node%d/meminfo' % (topology_mod.NODE_DIR, node.id))
+                total_kb += sum(info.get(f, 0) for f in fields)
         except (OSError, kernfs_mod.KernelFSError):
             return None
         return total_kb // 1024
@@ -1074,6 +1134,10 @@ class Agent:
             'tiers': tiers,
             'fast_free_mb': self._free_fast_mb(),
             'dram_reserve_mb': self.conf.dram_reserve_mb,
+            'dram_free_min_mb': self.conf.dram_free_min_mb,
+            # On-demand guests are held below their wishes because the
+            # DRAM nodes have too little available (dram_free_min_mb).
+            'held_back_by_free_dram': self._free_limited,
             'interval_s': self.conf.interval,
             'interval': self.number,
             'last_interval_wall_s': report and round(report.wall_s, 3),

@@ -315,6 +315,9 @@ def write_conf(path, *, registration_dir, state_dir, interval_s,
                 ('state_dir', state_dir), ('tracker', tracker),
                 ('interval', interval_s), ('host', HOST),
                 ('dram_reserve_mb', reserve_mb),
+                # The sandbox's DRAM node (1 GiB) is smaller than the
+                # default dram_free_min_mb; the reserve models its size.
+                ('dram_free_min_mb', 0),
                 ('reservation_ttl', reservation_ttl_s),
                 ('usage_interval', 0), ('metrics_listen', '')]
     text = '[DEFAULT]\ntransport_url = fake:/\n[memtier]\n' + ''.join(

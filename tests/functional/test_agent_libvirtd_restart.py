@@ -98,7 +98,7 @@ def make_agent(tmp_path):
                     'libvirt_uri = %s\n'
                     'registration_dir = %s\n'
                     'state_dir = %s\n'
-                    'dram_reserve_mb = 0\n'
+                    'dram_reserve_mb = 0\ndram_free_min_mb = 0\n'
                     'interval = 1.0\n' % (rig.URI, tmp_path / 'guests',
                                           tmp_path / 'state'))
     conf = cfg.ConfigOpts()

@@ -37,6 +37,7 @@ class AgentProcess:
         opts = dict(interval=1.0, tracker='damon', watchers='process',
                     registration_dir=tmp_path / 'guests',
                     state_dir=tmp_path / 'state', dram_reserve_mb=0,
+                    dram_free_min_mb=0,
                     rpc_enabled=False)
         opts.update(options)
         body = '\n'.join('%s = %s' % kv for kv in opts.items())

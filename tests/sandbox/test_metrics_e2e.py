@@ -58,7 +58,8 @@ def test_the_service_tiers_and_reports_with_the_units_capabilities(
     conf.write_text(
         '[DEFAULT]\nlog_file = %s\n[memtier]\ninterval = 1.0\n'
         'tracker = damon\nwatchers = process\nregistration_dir = %s\n'
-        'state_dir = %s\ndram_reserve_mb = 0\nrpc_enabled = false\n'
+        'state_dir = %s\ndram_reserve_mb = 0\ndram_free_min_mb = 0\n'
+        'rpc_enabled = false\n'
         'metrics_listen = 127.0.0.1:%d\n'
         % (log, tmp_path / 'guests', tmp_path / 'state', port))
     caps = ','.join(['-all'] + ['+' + c[len('CAP_'):].lower()

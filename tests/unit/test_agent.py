@@ -43,7 +43,8 @@ FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures',
 
 
 def make_conf(tmp_path, **overrides):
-    settings = dict(dram_reserve_mb=0, watchers='process',
+    settings = dict(dram_reserve_mb=0, dram_free_min_mb=0,
+                    watchers='process',
                     registration_dir=tmp_path / 'guests',
                     state_dir=tmp_path / 'state', interval=1.0)
     settings.update(overrides)
@@ -459,3 +460,88 @@ def test_a_reservation_released_while_its_caller_waits_is_answered(
     assert 'nothing is held' in waiter.answer['reason']
     assert agent.release_dram(new)['status'] == 'unknown'
     assert agent.reservations == {}
+
+
+def _node0_meminfo(root, free_kb, inactive_file_kb=0):
+    (root / 'sys/devices/system/node/node0/meminfo').write_text(
+        'Node 0 MemTotal:        1048576 kB\n'
+        'Node 0 MemFree:         %8d kB\n'
+        'Node 0 Inactive(file):  %8d kB\n' % (free_kb, inactive_file_kb))
+
+
+def test_on_demand_guests_grow_only_into_available_dram(
+        tmp_path, two_guests, caplog):
+    """DRAM above the floors comes out of what the DRAM nodes have
+    available (MemFree + Inactive(file)) beyond dram_free_min_mb: when
+    something the agent does not manage takes DRAM, on-demand guests are
+    dialled back towards their floors; floors are never cut."""
+    import shutil
+    from tests.agentbus import FixtureSysFS
+    root = tmp_path / 'sysfs'
+    shutil.copytree(os.path.join(FIXTURES, 'two_tier'), root)
+    kfs = FixtureSysFS(str(root))
+    agent = agent_mod.Agent(
+        make_conf(tmp_path, dram_free_min_mb=100), kfs=kfs,
+        topology=topology.discover(kernfs.KernelFS(str(root))),
+        tracker=replay.ReplayTracker(lambda g, layout, n: np.full(
+            len(layout), 20, np.uint8)),
+        mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+
+    def budgets():
+        # A guest's hot demand is the previous interval's: the second
+        # interval after a change shows it.  This machine has one node,
+        # the fixture's DRAM: the guests hold all their 64 MiB there
+        # whatever the plan says.
+        agent.run_interval()
+        report = agent.run_interval()
+        return {k: s.budget_mb for k, s in report.guests.items()}
+
+    caplog.set_level(logging.INFO, logger='loki_nova')
+    # 768 MiB free: every hot MiB fits (od1 to its ceiling, 24).
+    assert budgets() == {'static1': 8, 'od1': 24}
+    # Something else takes DRAM: 8 MiB free, 100 must stay free, so the
+    # guests may hold no more than their floors.
+    _node0_meminfo(root, 8 * 1024)
+    assert budgets() == {'static1': 8, 'od1': 4}
+    assert 'DRAM above the floors is limited by available DRAM: managed ' \
+        'guests hold 64 MiB and the DRAM nodes have 8 MiB available' \
+        in caplog.text
+    assert 'budgets add up to at most 12 MiB (floors 12 MiB)' in caplog.text
+    stats = agent.host_stats()
+    assert stats['held_back_by_free_dram'] is True
+    assert stats['dram_free_min_mb'] == 100
+    # 8 free + 52 of reclaimable page cache: 64 + 60 - 100 = 24 MiB in
+    # all, 12 above the floors for od1.
+    _node0_meminfo(root, 8 * 1024, 52 * 1024)
+    assert budgets() == {'static1': 8, 'od1': 16}
+    # Plenty again: back to the whole demand, and the log says so.
+    _node0_meminfo(root, 768 * 1024)
+    assert budgets() == {'static1': 8, 'od1': 24}
+    assert 'no longer limited by available DRAM' in caplog.text
+    assert agent.host_stats()['held_back_by_free_dram'] is False
+    # Without a meminfo to read nothing is held back; one warning.
+    (root / 'sys/devices/system/node/node0/meminfo').unlink()
+    caplog.clear()
+    assert budgets() == {'static1': 8, 'od1': 24}
+    assert budgets() == {'static1': 8, 'od1': 24}
+    assert caplog.text.count('cannot read the DRAM nodes\' meminfo') == 1
+
+
+def test_dram_free_min_mb_zero_leaves_the_free_dram_to_guests(
+        tmp_path, two_guests):
+    import shutil
+    from tests.agentbus import FixtureSysFS
+    root = tmp_path / 'sysfs'
+    shutil.copytree(os.path.join(FIXTURES, 'two_tier'), root)
+    _node0_meminfo(root, 20 * 1024)
+    agent = agent_mod.Agent(
+        make_conf(tmp_path), kfs=FixtureSysFS(str(root)),
+        topology=topology.discover(kernfs.KernelFS(str(root))),
+        tracker=replay.ReplayTracker(lambda g, layout, n: np.full(
+            len(layout), 20, np.uint8)),
+        mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+    # 64 held + 20 free = 84 MiB: room for every wish (8 + 24).
+    agent.run_interval()
+    report = agent.run_interval()
+    assert report.guests['od1'].budget_mb == 24
+    assert agent.conf.dram_free_min_mb == 0

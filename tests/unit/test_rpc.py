@@ -41,7 +41,7 @@ from tests import workloads
 def test_reserve_dram_pulls_on_demand_back_before_answering(
         tmp_path, two_guests, caplog):
     caplog.set_level(logging.INFO)
-    with Running(make_conf(tmp_path)) as r:
+    with Running(make_conf(tmp_path, dram_reserve_mb=500)) as r:
         before = r.wait_interval(2)
         # DRAM is free: the on-demand guest holds its whole hot demand, up
         # to its ceiling; the static one exactly its floor.
@@ -49,9 +49,11 @@ def test_reserve_dram_pulls_on_demand_back_before_answering(
         assert before.guests['od1'].dram_mb == 24
         assert before.guests['static1'].budget_mb == 8
         new = str(uuid.uuid4())
-        # Floors 8 + 4, so 1000 MiB for the new guest leaves 12 spare.
+        # Floors 8 + 4 and the host reserve 500, so 500 MiB for the new
+        # guest leaves 12 spare (the fixture's 768 MiB free DRAM is
+        # enough: dram_free_min_mb does not bind).
         answer = r.client.reserve_dram({'request_id': 'req-1'}, HOST, new,
-                                       1000, 20)
+                                       500, 20)
         assert answer['status'] == rpc.OK, answer
         after = r.agent.last_report
         assert after.number > before.number
@@ -63,7 +65,7 @@ def test_reserve_dram_pulls_on_demand_back_before_answering(
         assert answer['fast_free_mb'] == NODE_FREE_MB
         assert [x['instance_uuid'] for x in
                 r.client.host_stats({}, HOST)['reservations']] == [new]
-    assert ('reserve_dram(%s, 1000 MiB, timeout 20 s) requested by request '
+    assert ('reserve_dram(%s, 500 MiB, timeout 20 s) requested by request '
             'req-1' % new) in caplog.text
 
 
@@ -258,9 +260,10 @@ def test_release_dram_names_a_bad_instance_uuid(tmp_path, bad):
 def test_an_unclaimed_reservation_expires(tmp_path, two_guests, caplog):
     caplog.set_level(logging.INFO)
     new = str(uuid.uuid4())
-    with Running(make_conf(tmp_path, reservation_ttl=1)) as r:
+    with Running(make_conf(tmp_path, reservation_ttl=1,
+                           dram_reserve_mb=500)) as r:
         r.wait_interval(2)
-        assert r.client.reserve_dram({}, HOST, new, 1000, 20)['status'] == \
+        assert r.client.reserve_dram({}, HOST, new, 500, 20)['status'] == \
             rpc.OK
         assert r.agent.last_report.guests['od1'].budget_mb == 4 + 12
         deadline = time.monotonic() + 30
@@ -270,7 +273,7 @@ def test_an_unclaimed_reservation_expires(tmp_path, two_guests, caplog):
         back = r.wait_interval(r.agent.number + 1)
         assert back.guests['od1'].budget_mb == 24
         assert r.client.release_dram({}, HOST, new)['status'] == rpc.UNKNOWN
-    assert 'reservation %s (1000 MiB' % new in caplog.text
+    assert 'reservation %s (500 MiB' % new in caplog.text
     assert 'expired: no guest with that uuid appeared' in caplog.text
 
 

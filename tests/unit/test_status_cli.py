@@ -60,6 +60,11 @@ def test_status_table_and_json(agent, capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert '  DRAM    nodes 0            1024 MiB, free 768 MiB\n' in out
+    # (the test configuration keeps no DRAM free for the host: 768 MiB
+    # free is room enough for every wish)
+    assert stats['dram_free_min_mb'] == 0
+    assert stats['held_back_by_free_dram'] is False
+    assert 'host reserve 0 MiB DRAM, 0 MiB kept free):' in out
     assert '  slow 1  nodes 1            1024 MiB, free 768 MiB\n' in out
     header = next(i for i, line in enumerate(lines)
                   if line.split()[:2] == ['INSTANCE', 'POLICY'])
