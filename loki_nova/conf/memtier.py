@@ -93,17 +93,20 @@ memtier_opts = [
         'dram_free_min_mb',
         default=1024,
         min=0,
-        help='Free DRAM, in MiB, that on-demand guests never grow into: '
-             'DRAM above their floors is handed out only while the DRAM '
-             'nodes keep this much available (MemFree plus Inactive(file), '
-             'page cache the kernel can reclaim, of the DRAM nodes, read '
-             'each interval), and when untiered guests, the host or '
-             'anything else the agent does not manage takes DRAM, '
+        help='DRAM, in MiB, that on-demand guests never grow into: DRAM '
+             'above the guests\' floors is handed out only while the DRAM '
+             'nodes keep this much available -- free pages, page cache and '
+             'reclaimable slab, read from their meminfo each interval, as '
+             'the kernel counts MemAvailable but without its watermark '
+             'corrections, so keep it above the DRAM nodes\' high '
+             'watermarks (/proc/zoneinfo). When untiered guests, the host '
+             'or anything else the agent does not manage takes DRAM, '
              'on-demand guests are dialled back towards their floors until '
              'it is available again. Floors are never cut for it: they are '
              'guaranteed (Placement counted them). The agent logs when '
-             'this limits the budgets. 0 counts only dram_reserve_mb. '
-             'Default 1024.'),
+             'this holds on-demand guests back. 0 lets them take all of '
+             'the available DRAM (dram_reserve_mb still applies, to the '
+             'DRAM nodes\' capacity). Default 1024.'),
     cfg.IntOpt(
         'heat_decay_shift',
         default=1,

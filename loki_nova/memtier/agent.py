@@ -81,6 +81,13 @@ UNMEASURED_INTERVALS = 2
 #: guests) that has run for this many intervals is taken as hung:
 #: reservations are answered at once, saying what the loop is stuck on.
 STUCK_INTERVALS = 4
+#: What a DRAM node has available for guests, from its meminfo: free pages,
+#: page cache (guest RAM is anonymous or shared memory, not on these
+#: lists) and reclaimable slab -- what the kernel's MemAvailable counts,
+#: which a node's meminfo lacks, without its watermark corrections
+#: (``dram_free_min_mb`` should cover the node's high watermarks).
+AVAILABLE_FIELDS = ('MemFree', 'Active(file)', 'Inactive(file)',
+                    'SReclaimable')
 
 
 @dataclasses.dataclass
@@ -518,20 +525,22 @@ class Agent:
             held = sum(dram_mb.values())
             floors = sum(d.floor_mb for d in demands)
             limit = self.free_dram_limit(held, floors)
-            # Limited: the guests' wishes (and the reservations) would get
-            # more than available DRAM allows.
-            wished = floors + reserved_mb + sum(d.wanted_extra_mb
-                                                for d in demands)
-            limited = limit is not None and \
-                limit < min(capacity - reserve, wished)
+            # Limited: on-demand guests wish for more than available DRAM
+            # leaves them (after the reservations), and more than the
+            # capacity alone would.
+            wanted = sum(d.wanted_extra_mb for d in demands)
+            limited = limit is not None and wanted > 0 and \
+                limit < min(capacity - reserve,
+                            floors + reserved_mb + wanted)
             if limit is not None:
                 capacity = min(capacity, limit + reserve)
             if limited != self._free_limited:
                 if limited:
                     LOG.info('DRAM above the floors is limited by available '
                              'DRAM: managed guests hold %d MiB and the DRAM '
-                             'nodes have %d MiB available (MemFree + '
-                             'Inactive(file)), of which %d MiB stay free '
+                             'nodes have %d MiB available (free, page '
+                             'cache, reclaimable slab), of which %d MiB '
+                             'stay free '
                              '(dram_free_min_mb): budgets add up to at most '
                              '%d MiB (floors %d MiB)', held,
                              self._available_last, self.conf.dram_free_min_mb,
@@ -554,11 +563,16 @@ class Agent:
     def free_dram_limit(self, held_mb, floors_mb):
         """The most DRAM (MiB) the guests measured this interval may be
         given, who hold ``held_mb`` and whose floors are ``floors_mb``:
-        what they hold plus what the DRAM nodes have available beyond
-        ``dram_free_min_mb``, never below their floors.  None when the
-        nodes' meminfo cannot be read (no limit; a warning once)."""
+        what they hold plus what the DRAM nodes have available
+        (``AVAILABLE_FIELDS``) beyond ``dram_free_min_mb``, never below
+        their floors.  None when the nodes' meminfo cannot be read (no
+        limit; a warning once).
+
+        ``held_mb`` counts a chunk whole when most of its probed pages are
+        in DRAM, so a guest that has touched only part of such chunks
+        counts a little more than it holds."""
         available = self._free_mb(self.topology.fast_nodes,
-                                  ('MemFree', 'Inactive(file)'))
+                                  AVAILABLE_FIELDS)
         if available is None:
             if not self._free_unknown_warned:
                 LOG.warning('cannot read the DRAM nodes\' meminfo: on-demand '
@@ -1073,9 +1087,8 @@ class Agent:
         return self._free_mb(self.topology.fast_nodes)
 
     def _free_mb(self, nodes, fields=('MemFree',)):
-        """The sum of ``fields`` (MemFree; Inactive(file) is page cache the
-        kernel reclaims first) of ``nodes``' meminfo in MiB, as the kernel
-        counts them; None when a node's meminfo cannot be read."""
+        """The sum of ``fields`` of ``nodes``' meminfo in MiB, as the
+        kernel counts them; None when a node's meminfo cannot be read."""
         total_kb = 0
         try:
             for node in nodes:

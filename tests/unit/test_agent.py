@@ -462,17 +462,25 @@ def test_a_reservation_released_while_its_caller_waits_is_answered(
     assert agent.reservations == {}
 
 
-def _node0_meminfo(root, free_kb, inactive_file_kb=0):
+def _node0_meminfo(root, free_kb, active_file_kb=0, inactive_file_kb=0,
+                   slab_kb=0):
     (root / 'sys/devices/system/node/node0/meminfo').write_text(
         'Node 0 MemTotal:        1048576 kB\n'
         'Node 0 MemFree:         %8d kB\n'
-        'Node 0 Inactive(file):  %8d kB\n' % (free_kb, inactive_file_kb))
+        'Node 0 Active(anon):      65536 kB\n'
+        'Node 0 Active(file):    %8d kB\n'
+        'Node 0 Inactive(file):  %8d kB\n'
+        'Node 0 Shmem:             65536 kB\n'
+        'Node 0 SReclaimable:    %8d kB\n'
+        'Node 0 SUnreclaim:        40960 kB\n'
+        % (free_kb, active_file_kb, inactive_file_kb, slab_kb))
 
 
 def test_on_demand_guests_grow_only_into_available_dram(
         tmp_path, two_guests, caplog):
     """DRAM above the floors comes out of what the DRAM nodes have
-    available (MemFree + Inactive(file)) beyond dram_free_min_mb: when
+    available (free, page cache, reclaimable slab) beyond
+    dram_free_min_mb: when
     something the agent does not manage takes DRAM, on-demand guests are
     dialled back towards their floors; floors are never cut."""
     import shutil
@@ -510,9 +518,10 @@ def test_on_demand_guests_grow_only_into_available_dram(
     stats = agent.host_stats()
     assert stats['held_back_by_free_dram'] is True
     assert stats['dram_free_min_mb'] == 100
-    # 8 free + 52 of reclaimable page cache: 64 + 60 - 100 = 24 MiB in
-    # all, 12 above the floors for od1.
-    _node0_meminfo(root, 8 * 1024, 52 * 1024)
+    # 8 free + 20 + 22 of page cache + 10 of reclaimable slab (anonymous,
+    # shared and unreclaimable memory do not count): 64 + 60 - 100 = 24
+    # MiB in all, 12 above the floors for od1.
+    _node0_meminfo(root, 8 * 1024, 20 * 1024, 22 * 1024, 10 * 1024)
     assert budgets() == {'static1': 8, 'od1': 16}
     # Plenty again: back to the whole demand, and the log says so.
     _node0_meminfo(root, 768 * 1024)
@@ -533,15 +542,57 @@ def test_dram_free_min_mb_zero_leaves_the_free_dram_to_guests(
     from tests.agentbus import FixtureSysFS
     root = tmp_path / 'sysfs'
     shutil.copytree(os.path.join(FIXTURES, 'two_tier'), root)
-    _node0_meminfo(root, 20 * 1024)
+    _node0_meminfo(root, 0)
+
+    def od1_budget(free_min):
+        agent = agent_mod.Agent(
+            make_conf(tmp_path, dram_free_min_mb=free_min),
+            kfs=FixtureSysFS(str(root)),
+            topology=topology.discover(kernfs.KernelFS(str(root))),
+            tracker=replay.ReplayTracker(lambda g, layout, n: np.full(
+                len(layout), 20, np.uint8)),
+            mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+        agent.run_interval()
+        return agent.run_interval().guests['od1'].budget_mb
+
+    # Nothing available, but the guests hold 64 MiB: with 0 kept free they
+    # keep it, room for every wish (8 + 24).
+    assert od1_budget(0) == 24
+    # Keeping 60 MiB free out of nothing leaves them 4: the floors (12).
+    assert od1_budget(60) == 4
+
+
+def test_reservations_and_the_host_reserve_come_out_of_available_dram(
+        tmp_path, two_guests):
+    import shutil
+    from tests.agentbus import FixtureSysFS
+    root = tmp_path / 'sysfs'
+    shutil.copytree(os.path.join(FIXTURES, 'two_tier'), root)
     agent = agent_mod.Agent(
-        make_conf(tmp_path), kfs=FixtureSysFS(str(root)),
+        make_conf(tmp_path, dram_free_min_mb=100, dram_reserve_mb=10),
+        kfs=FixtureSysFS(str(root)),
         topology=topology.discover(kernfs.KernelFS(str(root))),
         tracker=replay.ReplayTracker(lambda g, layout, n: np.full(
             len(layout), 20, np.uint8)),
         mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
-    # 64 held + 20 free = 84 MiB: room for every wish (8 + 24).
     agent.run_interval()
-    report = agent.run_interval()
-    assert report.guests['od1'].budget_mb == 24
-    assert agent.conf.dram_free_min_mb == 0
+    agent.run_interval()          # od1's hot demand: 32 MiB, ceiling 24
+    held = {'static1': 32, 'od1': 32}
+    keys = ['static1', 'od1']
+    # 64 held + 100 available - 100 kept free = 64 MiB for the guests and
+    # the 40 MiB reserved for a guest about to start: floors 12, 12 left.
+    _node0_meminfo(root, 100 * 1024)
+    assert agent.budgets(keys, 40, held) == {'static1': 8, 'od1': 16}
+    assert agent.host_stats()['held_back_by_free_dram'] is True
+    # The host reserve (10 MiB) is not taken twice: without the free-DRAM
+    # limit (meminfo unreadable) the capacity alone leaves od1 its wish.
+    assert agent.budgets(keys, 40, None) == {'static1': 8, 'od1': 24}
+    # Only the reservation is squeezed (od1 wants nothing more): no
+    # on-demand guest is held back.
+    agent.guests['od1'].hot_mb = 0
+    assert agent.budgets(keys, 80, held) == {'static1': 8, 'od1': 4}
+    assert agent.host_stats()['held_back_by_free_dram'] is False
+    # Never below the floors, however little is available.
+    _node0_meminfo(root, 0)
+    agent.guests['od1'].hot_mb = 32
+    assert agent.budgets(keys, 0, held) == {'static1': 8, 'od1': 4}

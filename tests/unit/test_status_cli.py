@@ -74,6 +74,20 @@ def test_status_table_and_json(agent, capsys):
     assert rows['static1'][1:6] == ['static', '8', '8', '8', '24']
 
 
+def test_status_says_when_on_demand_guests_are_held_back():
+    from loki_nova.cmd import status
+    stats = {'interval': 7, 'interval_s': 5.0, 'dram_reserve_mb': 2048,
+             'dram_free_min_mb': 1024, 'held_back_by_free_dram': True,
+             'tiers': [], 'reservations': [], 'guests': []}
+    assert 'host reserve 2048 MiB DRAM, 1024 MiB kept free (on-demand ' \
+        'guests held back for it)):' in status.format_status(stats)
+    stats['held_back_by_free_dram'] = False
+    assert '1024 MiB kept free):' in status.format_status(stats)
+    # An agent from before dram_free_min_mb says nothing of it.
+    del stats['dram_free_min_mb'], stats['held_back_by_free_dram']
+    assert 'host reserve 2048 MiB DRAM):' in status.format_status(stats)
+
+
 def test_heatmap_png(agent, tmp_path, capsys):
     running, conf = agent
     out = tmp_path / 'od1.png'
