@@ -1146,6 +1146,9 @@ class Agent:
         return {
             'tiers': tiers,
             'fast_free_mb': self._free_fast_mb(),
+            # What on-demand guests may grow into, with dram_free_min_mb.
+            'fast_available_mb': self._free_mb(self.topology.fast_nodes,
+                                               AVAILABLE_FIELDS),
             'dram_reserve_mb': self.conf.dram_reserve_mb,
             'dram_free_min_mb': self.conf.dram_free_min_mb,
             # On-demand guests are held below their wishes because the

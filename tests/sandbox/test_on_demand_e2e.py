@@ -166,3 +166,73 @@ def test_on_demand_grows_then_gives_way_to_a_reservation(tmp_path, caplog):
     assert all(abs(row['S'][1] - FLOOR) <= CHUNK_MB
                for row in timeline.rows[grown_at:before_stop]
                if 'S' in row), timeline.rows
+
+
+def test_on_demand_gives_way_to_dram_taken_outside_the_agent(
+        tmp_path, caplog):
+    """[memtier] dram_free_min_mb on the real kernel: an unmanaged
+    process (an untiered guest, the host) takes DRAM on the DRAM node and
+    the on-demand guest is dialled back to its floor, its pages really
+    demoted; when the process exits it grows again.  The static guest
+    keeps its floor throughout."""
+    caplog.set_level(logging.INFO, logger='loki_nova')
+    conf = agentbus.make_conf(tmp_path, interval=1.0, tracker='damon',
+                              usage_interval=0, host='sandbox')
+    agent = agent_mod.Agent(conf.memtier)
+    timeline = Timeline()
+    agent.listeners.append(timeline)
+    floor, hot, hog_mb = 16, 48, 128
+    common = ('--register-dir', tmp_path / 'guests', '--pause-ms', 20)
+    with workloads.Workload('--size-mb', 32, '--hot-mb', 8, '--name', 'S',
+                            '--policy', 'static', '--floor-mb', floor,
+                            *common, timeout=120) as s, \
+            workloads.Workload('--size-mb', 96, '--hot-mb', hot,
+                               '--name', 'D', '--policy', 'on_demand',
+                               '--floor-mb', floor, '--ceiling-mb', 64,
+                               *common, timeout=120) as d, \
+            agentbus.Running(conf, agent=agent) as running:
+
+        def report(key):
+            r = running.agent.last_report
+            return r.guests.get(key) if r else None
+
+        def at_wish():
+            st = report('D')
+            return (st is not None and st.budget_mb >= hot - 8
+                    and node0_mb(d) >= hot - 8)
+        wait_until(running, at_wish, 'D grows to its hot demand', caplog)
+        # Keep all but 24 MiB of what the DRAM node has available now:
+        # D keeps its DRAM, with a little room for noise.
+        available = agent.host_stats()['fast_available_mb']
+        conf.set_override('dram_free_min_mb', available - 24,
+                          group='memtier')
+        running.wait_interval(running.agent.number + 2, timeout=120)
+        assert report('D').budget_mb >= hot - 8, timeline.rows[-3:]
+        assert not agent.host_stats()['held_back_by_free_dram']
+
+        # An unmanaged process takes 128 MiB of the DRAM node.
+        with workloads.Workload('--size-mb', hog_mb, '--hot-mb', 8,
+                                '--pause-ms', 20, timeout=120) as hog:
+            assert node0_mb(hog) >= hog_mb - 16, node0_mb(hog)
+
+            def at_floor():
+                st = report('D')
+                return (st is not None and st.budget_mb == floor
+                        and node0_mb(d) <= floor + CHUNK_MB)
+            wait_until(running, at_floor, 'D dialled back to its floor',
+                       caplog)
+            assert agent.host_stats()['held_back_by_free_dram']
+            assert abs(node0_mb(s) - floor) <= CHUNK_MB
+            assert 'DRAM above the floors is limited by available DRAM' \
+                in caplog.text
+        # The process is gone: its DRAM is available again.
+        wait_until(running, at_wish, 'D grows again', caplog)
+        assert 'no longer limited by available DRAM' in caplog.text
+        assert s.checksum_ok() and d.checksum_ok()
+        assert not agent.host_stats()['held_back_by_free_dram']
+
+    print('available DRAM at the start: %d MiB' % available)
+    print('timeline (interval: guest = (budget, DRAM, hot) MiB):')
+    for row in timeline.rows:
+        print(row)
+    assert timeline.violations == []

@@ -518,6 +518,7 @@ def test_on_demand_guests_grow_only_into_available_dram(
     stats = agent.host_stats()
     assert stats['held_back_by_free_dram'] is True
     assert stats['dram_free_min_mb'] == 100
+    assert stats['fast_available_mb'] == 8
     # 8 free + 20 + 22 of page cache + 10 of reclaimable slab (anonymous,
     # shared and unreclaimable memory do not count): 64 + 60 - 100 = 24
     # MiB in all, 12 above the floors for od1.
