@@ -81,6 +81,10 @@ UNMEASURED_INTERVALS = 2
 #: guests) that has run for this many intervals is taken as hung:
 #: reservations are answered at once, saying what the loop is stuck on.
 STUCK_INTERVALS = 4
+#: Most of the time the loop may spend working: when an interval's work
+#: takes longer than this share of ``[memtier] interval``, the next one
+#: starts late enough that the loop keeps to this share of a CPU.
+MAX_BUSY_SHARE = 0.5
 #: What a DRAM node has available for guests, from its meminfo: free pages,
 #: page cache (guest RAM is anonymous or shared memory, not on these
 #: lists) and reclaimable slab -- what the kernel's MemAvailable counts,
@@ -331,6 +335,8 @@ class Agent:
         # was reported.
         self._free_limited = False
         self._available_last = None
+        # Whether the last rest was stretched for MAX_BUSY_SHARE.
+        self._stretched = False
         self._free_unknown_warned = False
         #: Called with each IntervalReport (usage metering).
         self.listeners = []
@@ -854,6 +860,29 @@ class Agent:
         asks to (DAMON's trace: what the tracing buffer holds)."""
         spacing = min(EARLY_WAKE_SPACING_S, self.conf.interval)
         due = started + self.conf.interval
+        # An interval whose work outlasted its share of the time: rest
+        # long enough that the loop stays within MAX_BUSY_SHARE of a CPU,
+        # rather than running intervals back to back on a host that is
+        # short of CPU (which would only make it shorter).
+        work = time.monotonic() - started
+        stretched = work > self.conf.interval * MAX_BUSY_SHARE
+        if stretched:
+            due = max(due, started + work / MAX_BUSY_SHARE)
+            spacing = max(spacing, work / MAX_BUSY_SHARE)
+        if stretched != self._stretched:
+            if stretched:
+                LOG.warning('interval %d took %.1f s of work, more than %d%% '
+                            'of the %.1f s interval: the next starts %.1f s '
+                            'after it started, so that the agent takes no '
+                            'more than that share of a CPU (raise [memtier] '
+                            'interval, or give the host more CPU)',
+                            self.number, work, MAX_BUSY_SHARE * 100,
+                            self.conf.interval, work / MAX_BUSY_SHARE)
+            else:
+                LOG.info('interval %d took %.1f s: intervals are %.1f s '
+                         'apart again', self.number, work,
+                         self.conf.interval)
+            self._stretched = stretched
         every = getattr(self.tracker, 'collect_every_s', None)
         collect_at = None if every is None else time.monotonic() + every
         while not self.stop.is_set():

@@ -597,3 +597,33 @@ def test_reservations_and_the_host_reserve_come_out_of_available_dram(
     _node0_meminfo(root, 0)
     agent.guests['od1'].hot_mb = 32
     assert agent.budgets(keys, 0, held) == {'static1': 8, 'od1': 4}
+
+
+def test_a_loop_short_of_cpu_rests_rather_than_running_back_to_back(
+        tmp_path, caplog, monkeypatch):
+    """An interval whose work took more than MAX_BUSY_SHARE of the
+    interval is followed by a rest that keeps the loop to that share of a
+    CPU (a host short of CPU is not made shorter by the agent)."""
+    agent = make_agent(make_conf(tmp_path, interval=1.0), hot_first(8))
+    clock = SteppedClock()
+    monkeypatch.setattr(agent_mod, 'time', clock)
+    agent.wake = ClockedEvent(clock)
+    assert agent_mod.MAX_BUSY_SHARE == 0.5
+    caplog.set_level(logging.INFO, logger='loki_nova')
+    # 0.8 s of work: the next interval starts 1.6 s after this one did,
+    # not 1.0 s.
+    started = clock.now - 0.8
+    agent._rest(started)
+    assert clock.now == pytest.approx(started + 1.6)
+    assert caplog.text.count('took 0.8 s of work, more than 50% of the '
+                             '1.0 s interval') == 1
+    # Again: no second warning.
+    started = clock.now - 0.9
+    agent._rest(started)
+    assert clock.now == pytest.approx(started + 1.8)
+    assert caplog.text.count('more than 50% of the') == 1
+    # Light work again: the usual interval, and the log says so.
+    started = clock.now - 0.1
+    agent._rest(started)
+    assert clock.now == pytest.approx(started + 1.0)
+    assert 'intervals are 1.0 s apart again' in caplog.text
