@@ -476,6 +476,22 @@ def _node0_meminfo(root, free_kb, active_file_kb=0, inactive_file_kb=0,
         % (free_kb, active_file_kb, inactive_file_kb, slab_kb))
 
 
+def _agent_on_sysfs_copy(tmp_path, **settings):
+    """An agent on all-hot samples whose /sys is a copy of the two-tier
+    fixture the test may change (``tmp_path/sysfs``)."""
+    import shutil
+    from tests.agentbus import FixtureSysFS
+    root = tmp_path / 'sysfs'
+    if not root.exists():
+        shutil.copytree(os.path.join(FIXTURES, 'two_tier'), root)
+    return root, agent_mod.Agent(
+        make_conf(tmp_path, **settings), kfs=FixtureSysFS(str(root)),
+        topology=topology.discover(kernfs.KernelFS(str(root))),
+        tracker=replay.ReplayTracker(lambda g, layout, n: np.full(
+            len(layout), 20, np.uint8)),
+        mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+
+
 def test_on_demand_guests_grow_only_into_available_dram(
         tmp_path, two_guests, caplog):
     """DRAM above the floors comes out of what the DRAM nodes have
@@ -483,17 +499,7 @@ def test_on_demand_guests_grow_only_into_available_dram(
     dram_free_min_mb: when
     something the agent does not manage takes DRAM, on-demand guests are
     dialled back towards their floors; floors are never cut."""
-    import shutil
-    from tests.agentbus import FixtureSysFS
-    root = tmp_path / 'sysfs'
-    shutil.copytree(os.path.join(FIXTURES, 'two_tier'), root)
-    kfs = FixtureSysFS(str(root))
-    agent = agent_mod.Agent(
-        make_conf(tmp_path, dram_free_min_mb=100), kfs=kfs,
-        topology=topology.discover(kernfs.KernelFS(str(root))),
-        tracker=replay.ReplayTracker(lambda g, layout, n: np.full(
-            len(layout), 20, np.uint8)),
-        mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+    root, agent = _agent_on_sysfs_copy(tmp_path, dram_free_min_mb=100)
 
     def budgets():
         # A guest's hot demand is the previous interval's: the second
@@ -539,20 +545,11 @@ def test_on_demand_guests_grow_only_into_available_dram(
 
 def test_dram_free_min_mb_zero_leaves_the_free_dram_to_guests(
         tmp_path, two_guests):
-    import shutil
-    from tests.agentbus import FixtureSysFS
-    root = tmp_path / 'sysfs'
-    shutil.copytree(os.path.join(FIXTURES, 'two_tier'), root)
+    root, _ = _agent_on_sysfs_copy(tmp_path)
     _node0_meminfo(root, 0)
 
     def od1_budget(free_min):
-        agent = agent_mod.Agent(
-            make_conf(tmp_path, dram_free_min_mb=free_min),
-            kfs=FixtureSysFS(str(root)),
-            topology=topology.discover(kernfs.KernelFS(str(root))),
-            tracker=replay.ReplayTracker(lambda g, layout, n: np.full(
-                len(layout), 20, np.uint8)),
-            mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+        _, agent = _agent_on_sysfs_copy(tmp_path, dram_free_min_mb=free_min)
         agent.run_interval()
         return agent.run_interval().guests['od1'].budget_mb
 
@@ -565,17 +562,8 @@ def test_dram_free_min_mb_zero_leaves_the_free_dram_to_guests(
 
 def test_reservations_and_the_host_reserve_come_out_of_available_dram(
         tmp_path, two_guests):
-    import shutil
-    from tests.agentbus import FixtureSysFS
-    root = tmp_path / 'sysfs'
-    shutil.copytree(os.path.join(FIXTURES, 'two_tier'), root)
-    agent = agent_mod.Agent(
-        make_conf(tmp_path, dram_free_min_mb=100, dram_reserve_mb=10),
-        kfs=FixtureSysFS(str(root)),
-        topology=topology.discover(kernfs.KernelFS(str(root))),
-        tracker=replay.ReplayTracker(lambda g, layout, n: np.full(
-            len(layout), 20, np.uint8)),
-        mover=mover.Mover(mover.RateLimiter(1 << 30), query_only=True))
+    root, agent = _agent_on_sysfs_copy(tmp_path, dram_free_min_mb=100,
+                                       dram_reserve_mb=10)
     agent.run_interval()
     agent.run_interval()          # od1's hot demand: 32 MiB, ceiling 24
     held = {'static1': 32, 'od1': 32}
