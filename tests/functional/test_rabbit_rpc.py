@@ -123,8 +123,11 @@ def test_reserve_dram_and_usage_over_rabbitmq_survive_a_broker_restart(
                                '--register-dir', reg, '--name', 'od1',
                                '--policy', 'on_demand', '--floor-mb', 4,
                                '--ceiling-mb', 24):
+        # Host reserve 500 MiB, so a reservation of 500 MiB leaves od1 12
+        # MiB above its floor (the fixture's 768 MiB free is enough).
         conf = agentbus.make_conf(tmp_path, url=broker.url,
-                                  notifications=True, usage_interval=2.0)
+                                  notifications=True, usage_interval=2.0,
+                                  dram_reserve_mb=500)
         # The agent's own default exchange, as loki-memtier-agent sets it.
         conf.set_override('control_exchange', 'loki')
         fast_reconnect(conf)
@@ -155,14 +158,14 @@ def test_reserve_dram_and_usage_over_rabbitmq_survive_a_broker_restart(
                 running.wait_interval(2)
                 new = str(uuid.uuid4())
                 answer = client.reserve_dram({'request_id': 'req-wire'},
-                                             HOST, new, 1000, 20)
+                                             HOST, new, 500, 20)
                 assert answer['status'] == rpc.OK, answer
                 request = drain(rpc_tap)[0]
                 print('request on the wire:', json.dumps(request, indent=1))
                 print('answer:', json.dumps(answer, indent=1))
                 assert request['method'] == 'reserve_dram'
                 assert request['args'] == {'instance_uuid': new,
-                                           'mb': 1000, 'timeout': 20}
+                                           'mb': 500, 'timeout': 20}
                 assert request['version'] == '1.0'
                 assert request['_context_request_id'] == 'req-wire'
                 assert request['_reply_q'].startswith('reply_')
