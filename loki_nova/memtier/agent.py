@@ -331,10 +331,8 @@ class Agent:
         #: MiB of pending reservations the floors left no room for.
         self._reservations_short_mb = 0
         # [memtier] dram_free_min_mb: whether it limits the budgets now,
-        # the DRAM last found available, and whether an unreadable meminfo
-        # was reported.
+        # and whether an unreadable meminfo was reported.
         self._free_limited = False
-        self._available_last = None
         # Whether the last rest was stretched for MAX_BUSY_SHARE.
         self._stretched = False
         self._free_unknown_warned = False
@@ -530,7 +528,7 @@ class Agent:
         if dram_mb is not None:
             held = sum(dram_mb.values())
             floors = sum(d.floor_mb for d in demands)
-            limit = self.free_dram_limit(held, floors)
+            limit, available = self.free_dram_limit(held, floors)
             # Limited: on-demand guests wish for more than available DRAM
             # leaves them (after the reservations), and more than the
             # capacity alone would.
@@ -548,9 +546,8 @@ class Agent:
                              'cache, reclaimable slab), of which %d MiB '
                              'stay free '
                              '(dram_free_min_mb): budgets add up to at most '
-                             '%d MiB (floors %d MiB)', held,
-                             self._available_last, self.conf.dram_free_min_mb,
-                             limit, floors)
+                             '%d MiB (floors %d MiB)', held, available,
+                             self.conf.dram_free_min_mb, limit, floors)
                 else:
                     LOG.info('DRAM above the floors is no longer limited by '
                              'available DRAM')
@@ -571,24 +568,22 @@ class Agent:
         given, who hold ``held_mb`` and whose floors are ``floors_mb``:
         what they hold plus what the DRAM nodes have available
         (``AVAILABLE_FIELDS``) beyond ``dram_free_min_mb``, never below
-        their floors.  None when the nodes' meminfo cannot be read (no
-        limit; a warning once).
+        their floors, and the MiB available: (None, None) when the nodes'
+        meminfo cannot be read (no limit; a warning once).
 
         ``held_mb`` counts a chunk whole when most of its probed pages are
         in DRAM, so a guest that has touched only part of such chunks
         counts a little more than it holds."""
-        available = self._free_mb(self.topology.fast_nodes,
-                                  AVAILABLE_FIELDS)
+        available = self._available_fast_mb()
         if available is None:
             if not self._free_unknown_warned:
                 LOG.warning('cannot read the DRAM nodes\' meminfo: on-demand '
                             'guests are not held to [memtier] '
                             'dram_free_min_mb')
                 self._free_unknown_warned = True
-            return None
-        self._available_last = available
-        return max(floors_mb,
-                   int(held_mb + available - self.conf.dram_free_min_mb))
+            return None, None
+        return max(floors_mb, int(held_mb + available
+                                  - self.conf.dram_free_min_mb)), available
 
     def _reservations_short(self, reserved_mb):
         """MiB of ``reserved_mb`` the floors of all managed guests leave no
@@ -1115,6 +1110,11 @@ class Agent:
         """MemFree of the fast tier's nodes, as the kernel counts it."""
         return self._free_mb(self.topology.fast_nodes)
 
+    def _available_fast_mb(self):
+        """What the fast tier's nodes have available for guests
+        (``AVAILABLE_FIELDS``)."""
+        return self._free_mb(self.topology.fast_nodes, AVAILABLE_FIELDS)
+
     def _free_mb(self, nodes, fields=('MemFree',)):
         """The sum of ``fields`` of ``nodes``' meminfo in MiB, as the
         kernel counts them; None when a node's meminfo cannot be read."""
@@ -1176,8 +1176,7 @@ class Agent:
             'tiers': tiers,
             'fast_free_mb': self._free_fast_mb(),
             # What on-demand guests may grow into, with dram_free_min_mb.
-            'fast_available_mb': self._free_mb(self.topology.fast_nodes,
-                                               AVAILABLE_FIELDS),
+            'fast_available_mb': self._available_fast_mb(),
             'dram_reserve_mb': self.conf.dram_reserve_mb,
             'dram_free_min_mb': self.conf.dram_free_min_mb,
             # On-demand guests are held below their wishes because the

@@ -476,14 +476,19 @@ def _node0_meminfo(root, free_kb, active_file_kb=0, inactive_file_kb=0,
         % (free_kb, active_file_kb, inactive_file_kb, slab_kb))
 
 
-def _agent_on_sysfs_copy(tmp_path, **settings):
-    """An agent on all-hot samples whose /sys is a copy of the two-tier
-    fixture the test may change (``tmp_path/sysfs``)."""
+def _sysfs_copy(tmp_path):
+    """A copy of the two-tier fixture the test may change."""
     import shutil
-    from tests.agentbus import FixtureSysFS
     root = tmp_path / 'sysfs'
     if not root.exists():
         shutil.copytree(os.path.join(FIXTURES, 'two_tier'), root)
+    return root
+
+
+def _agent_on_sysfs_copy(tmp_path, **settings):
+    """An agent on all-hot samples whose /sys is ``_sysfs_copy``."""
+    from tests.agentbus import FixtureSysFS
+    root = _sysfs_copy(tmp_path)
     return root, agent_mod.Agent(
         make_conf(tmp_path, **settings), kfs=FixtureSysFS(str(root)),
         topology=topology.discover(kernfs.KernelFS(str(root))),
@@ -545,8 +550,7 @@ def test_on_demand_guests_grow_only_into_available_dram(
 
 def test_dram_free_min_mb_zero_leaves_the_free_dram_to_guests(
         tmp_path, two_guests):
-    root, _ = _agent_on_sysfs_copy(tmp_path)
-    _node0_meminfo(root, 0)
+    _node0_meminfo(_sysfs_copy(tmp_path), 0)
 
     def od1_budget(free_min):
         _, agent = _agent_on_sysfs_copy(tmp_path, dram_free_min_mb=free_min)
